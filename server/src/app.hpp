@@ -1,0 +1,66 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "config.hpp"
+#include "metrics.hpp"
+
+namespace celsius {
+
+// What the router needs of an HTTP request; the transport fills it in.
+struct request_view {
+  std::string_view method;        // as sent, e.g. "POST"
+  std::string_view target;        // path and query, e.g. "/convert?fahrenheit=1"
+  std::string_view content_type;  // empty when absent
+  std::string_view body;
+};
+
+struct response {
+  unsigned status = 200;
+  std::string body;
+  std::string_view content_type = "application/json";
+  std::string_view allow;          // set on 405
+  std::string_view cache_control;  // set on static assets
+  route matched = route::unmatched;
+};
+
+// Readiness as seen by /readyz: ready, or the reason it is not.
+struct readiness {
+  bool ready = true;
+  std::string reason;
+};
+
+// Shared, read-only application state: one per process, used from every thread.
+class app {
+ public:
+  app(config cfg, std::string app_id, metrics_registry& metrics);
+
+  // Routes and answers one request. Pure apart from reading metrics for /metrics;
+  // never throws for any input.
+  response handle(const request_view& request) const;
+
+  const std::string& app_id() const noexcept { return app_id_; }
+  const config& cfg() const noexcept { return cfg_; }
+
+  // Replaces the readiness check (the model-server issue hooks in here).
+  void set_readiness_check(std::function<readiness()> check) { readiness_check_ = std::move(check); }
+
+ private:
+  response convert(const request_view& request, std::string_view query) const;
+
+  config cfg_;
+  std::string app_id_;
+  std::string root_body_;
+  metrics_registry& metrics_;
+  std::function<readiness()> readiness_check_;
+};
+
+// The route label for a request target (path, optionally with a query).
+route route_of(std::string_view target) noexcept;
+
+// True for application/json with optional parameters ("application/json; charset=utf-8").
+bool is_json_media_type(std::string_view content_type) noexcept;
+
+}  // namespace celsius

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace celsius {
+
+struct config {
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 8000;
+  unsigned threads = 1;  // default_threads() when not given
+  std::string log_level = "info";
+  std::size_t max_body_bytes = 1048576;
+  std::size_t max_header_bytes = 8192;
+  std::size_t max_batch = 10000;
+  std::uint32_t shutdown_grace_ms = 10000;
+  std::uint32_t idle_timeout_ms = 60000;     // keep-alive connection with no request
+  std::uint32_t request_timeout_ms = 10000;  // receiving one request, or sending its response
+};
+
+// Either a config to run with, or an exit code (after --help, --version or an error,
+// whose text went to `out`/`err`).
+struct config_result {
+  std::optional<config> cfg;
+  int exit_code = 0;
+};
+
+// Parses the command line. Every flag --foo-bar also reads CELSIUS_FOO_BAR from the
+// environment; the command line wins.
+config_result parse_config(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+// Worker threads to use when --threads is not given: the CPUs this process may run on,
+// capped by a cgroup CPU quota (a Kubernetes limit of 500m gives 1), at least 1.
+unsigned default_threads();
+
+// ceil(quota / period) from the text of cgroup v2 `cpu.max` ("max 100000" or
+// "50000 100000"); nullopt when unlimited or unreadable.
+std::optional<unsigned> cpus_from_cgroup_v2(std::string_view cpu_max);
+
+}  // namespace celsius

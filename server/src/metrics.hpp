@@ -1,0 +1,66 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace celsius {
+
+// Route labels are a closed set so metric cardinality stays bounded: every unknown
+// path is counted as `unmatched`.
+enum class route : std::uint8_t { root, healthz, readyz, convert, metrics, openapi, docs, unmatched };
+inline constexpr std::size_t route_count = 8;
+std::string_view route_name(route r) noexcept;
+
+enum class method_label : std::uint8_t { get, post, other };
+inline constexpr std::size_t method_count = 3;
+
+// Status codes the service emits, each with its own counter slot; anything else is "other".
+inline constexpr std::array<unsigned, 14> tracked_statuses = {200, 400, 404, 405, 408, 413, 415,
+                                                              422, 431, 500, 502, 503, 504, 0};
+std::size_t status_slot(unsigned status) noexcept;
+
+// Latency histogram bucket upper bounds, in seconds (plus +Inf).
+inline constexpr std::array<double, 14> latency_buckets = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+
+// One shard per event-loop thread. Only its owner thread writes (plain load + store,
+// no locked instructions); the /metrics handler reads every shard with relaxed loads.
+class metrics_shard {
+ public:
+  void request_started() noexcept { bump(in_flight_, std::int64_t{1}); }
+  void request_finished(route r, method_label m, unsigned status,
+                        std::chrono::nanoseconds elapsed) noexcept;
+
+ private:
+  friend class metrics_registry;
+  template <typename T>
+  static void bump(std::atomic<T>& counter, T delta) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
+
+  std::array<std::atomic<std::uint64_t>, route_count * method_count * tracked_statuses.size()> requests_{};
+  std::array<std::atomic<std::uint64_t>, route_count*(latency_buckets.size() + 1)> buckets_{};
+  std::array<std::atomic<std::uint64_t>, route_count> duration_ns_{};
+  std::atomic<std::int64_t> in_flight_{0};
+};
+
+class metrics_registry {
+ public:
+  explicit metrics_registry(std::size_t shards);
+  metrics_shard& shard(std::size_t index) { return *shards_.at(index); }
+
+  // Prometheus text exposition format 0.0.4.
+  std::string render(std::string_view version, std::string_view app_id,
+                     std::uint64_t log_messages_dropped) const;
+
+ private:
+  std::vector<std::unique_ptr<metrics_shard>> shards_;
+};
+
+}  // namespace celsius
