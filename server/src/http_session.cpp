@@ -91,6 +91,12 @@ void http_session::arm_watchdog() {
   watchdog_.expires_after(watchdog_period_);
   watchdog_.async_wait([self = shared_from_this()](const beast::error_code& ec) {
     if (ec || self->closed_) return;
+    if (self->idle_ && self->buffer_.size() != 0) {
+      // The first bytes of a request arrived while waiting on the idle timeout: from now
+      // on the (shorter) request timeout applies.
+      self->idle_ = false;
+      self->set_deadline(milliseconds(self->app_.cfg().request_timeout_ms));
+    }
     if (steady_clock::now() >= self->deadline_) {
       beast::error_code ignored;
       self->socket_.close(ignored);  // the pending read or write fails at once

@@ -215,7 +215,8 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
 }  // namespace
 
 convert_parse_result parse_convert_body(std::string_view body, std::size_t max_batch) {
-  constexpr unsigned flags = rapidjson::kParseNumbersAsStringsFlag |
+  // Iterative: nesting depth costs heap, not stack, so `[[[[...` cannot overflow the stack.
+  constexpr unsigned flags = rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag |
                              rapidjson::kParseNanAndInfFlag |
                              rapidjson::kParseValidateEncodingFlag;
   convert_handler handler(max_batch);

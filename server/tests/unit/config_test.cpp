@@ -1,0 +1,112 @@
+#include "config.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <sstream>
+#include <vector>
+
+namespace celsius {
+namespace {
+
+struct parsed {
+  config_result result;
+  std::string out, err;
+};
+
+parsed parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "celsius-server");
+  std::ostringstream out, err;
+  parsed p{parse_config(static_cast<int>(args.size()), args.data(), out, err), {}, {}};
+  p.out = out.str();
+  p.err = err.str();
+  return p;
+}
+
+// Sets an environment variable for the scope of a test.
+struct scoped_env {
+  scoped_env(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~scoped_env() { unsetenv(name_); }
+  const char* name_;
+};
+
+TEST(config, defaults) {
+  const auto p = parse({});
+  ASSERT_TRUE(p.result.cfg.has_value());
+  const config& c = *p.result.cfg;
+  EXPECT_EQ(c.host, "0.0.0.0");
+  EXPECT_EQ(c.port, 8000);
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.max_body_bytes, 1048576u);
+  EXPECT_EQ(c.max_batch, 10000u);
+  EXPECT_EQ(c.shutdown_grace_ms, 10000u);
+  EXPECT_GE(c.threads, 1u);
+  EXPECT_EQ(c.threads, default_threads());
+}
+
+TEST(config, flags) {
+  const auto p = parse({"--host", "127.0.0.1", "--port", "0", "--threads", "3", "--log-level", "warn",
+                        "--max-body-bytes", "2048", "--max-batch", "7", "--shutdown-grace-ms", "50"});
+  ASSERT_TRUE(p.result.cfg.has_value()) << p.err;
+  const config& c = *p.result.cfg;
+  EXPECT_EQ(c.host, "127.0.0.1");
+  EXPECT_EQ(c.port, 0);
+  EXPECT_EQ(c.threads, 3u);
+  EXPECT_EQ(c.log_level, "warn");
+  EXPECT_EQ(c.max_body_bytes, 2048u);
+  EXPECT_EQ(c.max_batch, 7u);
+  EXPECT_EQ(c.shutdown_grace_ms, 50u);
+}
+
+TEST(config, environment_variables_and_flags_win) {
+  const scoped_env port("CELSIUS_PORT", "9001");
+  const scoped_env batch("CELSIUS_MAX_BATCH", "12");
+  const scoped_env threads("CELSIUS_THREADS", "2");
+  auto p = parse({});
+  ASSERT_TRUE(p.result.cfg.has_value()) << p.err;
+  EXPECT_EQ(p.result.cfg->port, 9001);
+  EXPECT_EQ(p.result.cfg->max_batch, 12u);
+  EXPECT_EQ(p.result.cfg->threads, 2u);
+  p = parse({"--port", "9002"});
+  ASSERT_TRUE(p.result.cfg.has_value());
+  EXPECT_EQ(p.result.cfg->port, 9002);
+}
+
+TEST(config, invalid_values_fail_with_a_message) {
+  for (const auto& args : std::vector<std::vector<const char*>>{{"--port", "70000"},
+                                                                {"--port", "http"},
+                                                                {"--threads", "0"},
+                                                                {"--log-level", "loud"},
+                                                                {"--max-batch", "0"},
+                                                                {"--unknown"}}) {
+    const auto p = parse(args);
+    EXPECT_FALSE(p.result.cfg.has_value()) << args[0];
+    EXPECT_NE(p.result.exit_code, 0);
+    EXPECT_FALSE(p.err.empty());
+  }
+  const scoped_env bad("CELSIUS_PORT", "not-a-port");
+  EXPECT_FALSE(parse({}).result.cfg.has_value());
+}
+
+TEST(config, help_lists_every_flag_and_its_environment_variable) {
+  const auto p = parse({"--help"});
+  EXPECT_FALSE(p.result.cfg.has_value());
+  EXPECT_EQ(p.result.exit_code, 0);
+  for (const char* flag : {"--host", "--port", "--threads", "--log-level", "--max-body-bytes", "--max-batch",
+                           "--shutdown-grace-ms", "CELSIUS_PORT", "CELSIUS_MAX_BODY_BYTES"}) {
+    EXPECT_NE(p.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(config, cgroup_cpu_quota) {
+  EXPECT_EQ(cpus_from_cgroup_v2("max 100000\n"), std::nullopt);
+  EXPECT_EQ(cpus_from_cgroup_v2("50000 100000\n"), 1u);
+  EXPECT_EQ(cpus_from_cgroup_v2("100000 100000"), 1u);
+  EXPECT_EQ(cpus_from_cgroup_v2("150000 100000"), 2u);
+  EXPECT_EQ(cpus_from_cgroup_v2("400000 100000"), 4u);
+  EXPECT_EQ(cpus_from_cgroup_v2("garbage"), std::nullopt);
+  EXPECT_EQ(cpus_from_cgroup_v2("0 100000"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace celsius
