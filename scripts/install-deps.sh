@@ -13,7 +13,7 @@ cpp_pkgs=(
   curl ca-certificates
 )
 bench_pkgs=(wrk nginx-light util-linux)
-fuzz_pkgs=(clang libclang-rt-14-dev)
+fuzz_pkgs=(clang libclang-rt-14-dev clang-format clang-tidy)
 
 case "$group" in
   cpp) want=("${cpp_pkgs[@]}") ;;

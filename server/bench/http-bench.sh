@@ -105,10 +105,12 @@ run_wrk "$celsius_port" >/dev/null; run_wrk "$nginx_port" >/dev/null
 duration="$duration_saved"
 : >"$work/results"
 for round in $(seq "$rounds"); do
-  echo "round $round/$rounds: celsius $(run_wrk "$celsius_port" | tee -a "$work/results" | sed 's/^/celsius /' | tail -c +9)" | sed 's/^/  /' >&2
-  sed -i '$ s/^/celsius /' "$work/results"
-  echo "round $round/$rounds: nginx   $(run_wrk "$nginx_port" | tee -a "$work/results" | tail -1)" | sed 's/^/  /' >&2
-  sed -i '$ s/^/nginx /' "$work/results"
+  for target in celsius nginx; do
+    port_var="${target}_port"
+    line="$target $(run_wrk "${!port_var}")"
+    echo "$line" >>"$work/results"
+    echo "  round $round/$rounds: $line (req/s p50_us p99_us)" >&2
+  done
 done
 
 python3 - "$work/results" "$duration" "$rounds" "$connections" "$log_level" <<'PY'

@@ -27,7 +27,8 @@ void parse_single(benchmark::State& state) {
 BENCHMARK(parse_single);
 
 void serialize_single(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(convert_body(98.6, to_celsius(98.6), "00000000-0000-4000-8000-000000000000"));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(convert_body(98.6, to_celsius(98.6), "00000000-0000-4000-8000-000000000000"));
 }
 BENCHMARK(serialize_single);
 

@@ -29,7 +29,8 @@ endfunction()
 function(celsius_swagger_ui sources_var available_var)
   set(dir "${CELSIUS_SWAGGER_UI_DIR}")
   if(NOT dir)
-    set(npm_root ${CMAKE_CURRENT_BINARY_DIR}/swagger-ui)
+    # Shared by every preset's build tree, so `npm ci` runs once per checkout.
+    set(npm_root ${CMAKE_CURRENT_SOURCE_DIR}/build/swagger-ui)
     set(dir ${npm_root}/node_modules/swagger-ui-dist)
     if(NOT EXISTS ${dir}/swagger-ui-bundle.js)
       find_program(NPM npm)
@@ -68,13 +69,18 @@ function(celsius_swagger_ui sources_var available_var)
       "    \".global celsius_asset_${id}_begin\\n\"\n"
       "    \"celsius_asset_${id}_begin:\\n\"\n"
       "    \".incbin \\\"${dir}/${f}\\\"\\n\"\n"
-      "    \".global celsius_asset_${id}_end\\n\"\n"
       "    \"celsius_asset_${id}_end:\\n\"\n"
+      "    \".balign 8\\n\"\n"
+      "    \".global celsius_asset_${id}_size\\n\"\n"
+      "    \"celsius_asset_${id}_size:\\n\"\n"
+      "    \".quad celsius_asset_${id}_end - celsius_asset_${id}_begin\\n\"\n"
       "    \".previous\\n\");\n"
       "extern \"C\" const char celsius_asset_${id}_begin[];\n"
-      "extern \"C\" const char celsius_asset_${id}_end[];\n")
+      "extern \"C\" const unsigned long long celsius_asset_${id}_size;\n")
+    # The assembler computes the size: clang cannot fold a difference of two symbols
+    # defined in inline assembly.
     string(APPEND accessors
-      "std::string_view ${id}() { return {celsius_asset_${id}_begin, static_cast<std::size_t>(celsius_asset_${id}_end - celsius_asset_${id}_begin)}; }\n")
+      "std::string_view ${id}() { return {celsius_asset_${id}_begin, static_cast<std::size_t>(celsius_asset_${id}_size)}; }\n")
     list(APPEND deps ${dir}/${f})
   endforeach()
   string(APPEND body "namespace celsius::embedded {\n${accessors}}  // namespace celsius::embedded\n")

@@ -28,9 +28,8 @@ response error_response(route r, api_error error, std::string_view allow = {}) {
 
 response method_not_allowed(route r, std::string_view method, std::string_view allow) {
   return error_response(r,
-                        {error_code::method_not_allowed,
-                         fmt::format("method {} is not allowed on {}; allowed: {}",
-                                     method.substr(0, 32), route_name(r), allow)},
+                        {error_code::method_not_allowed, fmt::format("method {} is not allowed on {}; allowed: {}",
+                                                                     method.substr(0, 32), route_name(r), allow)},
                         allow);
 }
 
@@ -53,8 +52,7 @@ std::string_view trim(std::string_view s) {
 bool is_json_media_type(std::string_view content_type) noexcept {
   const std::string_view type = trim(content_type.substr(0, content_type.find(';')));
   constexpr std::string_view json = "application/json";
-  return type.size() == json.size() &&
-         std::equal(type.begin(), type.end(), json.begin(), [](char a, char b) {
+  return type.size() == json.size() && std::equal(type.begin(), type.end(), json.begin(), [](char a, char b) {
            return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) == b;
          });
 }
@@ -95,14 +93,15 @@ response app::handle(const request_view& request) const {
 
     if (r == route::unmatched) {
       return error_response(r, {error_code::not_found,
-                                fmt::format("no route for {} {}", request.method.substr(0, 32),
-                                            path.substr(0, 256))});
+                                fmt::format("no route for {} {}", request.method.substr(0, 32), path.substr(0, 256))});
     }
     if (!get) return method_not_allowed(r, request.method, "GET");
 
     switch (r) {
-      case route::root: return ok(r, root_body_);
-      case route::healthz: return ok(r, R"({"status":"ok"})");
+      case route::root:
+        return ok(r, root_body_);
+      case route::healthz:
+        return ok(r, R"({"status":"ok"})");
       case route::readyz: {
         const readiness state = readiness_check_ ? readiness_check_() : readiness{};
         if (state.ready) return ok(r, R"({"status":"ready"})");
@@ -116,7 +115,8 @@ response app::handle(const request_view& request) const {
       case route::metrics:
         return ok(r, metrics_.render(version, app_id_, log_messages_dropped()),
                   "text/plain; version=0.0.4; charset=utf-8");
-      case route::openapi: return ok(r, std::string(openapi_document()));
+      case route::openapi:
+        return ok(r, std::string(openapi_document()));
       case route::docs: {
         if (path == "/docs" || path == "/docs/") return ok(r, std::string(docs_page()), "text/html; charset=utf-8");
         const auto asset = docs_asset(path.substr(6));
@@ -124,7 +124,8 @@ response app::handle(const request_view& request) const {
         res.cache_control = "public, max-age=86400";
         return res;
       }
-      default: break;
+      default:
+        break;
     }
     return error_response(route::unmatched, {error_code::internal_error, "unrouted request"});
   } catch (const std::exception& e) {
@@ -139,11 +140,11 @@ response app::convert(const request_view& request, std::string_view query) const
   convert_parse_result parsed = [&]() -> convert_parse_result {
     if (request.method == "GET") return parse_convert_query(query);
     if (!is_json_media_type(request.content_type)) {
-      return api_error{error_code::unsupported_media_type,
-                       request.content_type.empty()
-                           ? std::string("Content-Type must be application/json; none was sent")
-                           : fmt::format("Content-Type must be application/json, got '{}'",
-                                         request.content_type.substr(0, 64))};
+      return api_error{
+          error_code::unsupported_media_type,
+          request.content_type.empty()
+              ? std::string("Content-Type must be application/json; none was sent")
+              : fmt::format("Content-Type must be application/json, got '{}'", request.content_type.substr(0, 64))};
     }
     return parse_convert_body(request.body, cfg_.max_batch);
   }();

@@ -79,7 +79,8 @@ config_result parse_config(int argc, const char* const* argv, std::ostream& out,
       ->check(CLI::Range(0u, 3600000u));
   add("idle-timeout-ms", cfg.idle_timeout_ms, "Close a keep-alive connection idle for this long")
       ->check(CLI::Range(1u, 3600000u));
-  add("request-timeout-ms", cfg.request_timeout_ms, "Close a client that takes longer to send a request or read a response")
+  add("request-timeout-ms", cfg.request_timeout_ms,
+      "Close a client that takes longer to send a request or read a response")
       ->check(CLI::Range(1u, 3600000u));
 
   try {

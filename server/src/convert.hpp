@@ -11,9 +11,7 @@ inline constexpr double absolute_zero_fahrenheit = -459.67;
 
 // The conversion, in exactly this order of operations: the TensorFlow graph computes the
 // same IEEE double expression so the two paths agree bit for bit.
-constexpr double to_celsius(double fahrenheit) noexcept {
-  return (fahrenheit - 32.0) * 5.0 / 9.0;
-}
+constexpr double to_celsius(double fahrenheit) noexcept { return (fahrenheit - 32.0) * 5.0 / 9.0; }
 
 enum class value_problem {
   not_finite,           // NaN or an infinity (JSON `NaN`, `Infinity`, or a literal like 1e400)

@@ -39,8 +39,8 @@ method_label label_of(std::string_view method) {
 
 bool is_http_parse_error(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_method).category() &&
-         ec != http::error::end_of_stream && ec != http::error::partial_message &&
-         ec != http::error::need_more && ec != http::error::need_buffer;
+         ec != http::error::end_of_stream && ec != http::error::partial_message && ec != http::error::need_more &&
+         ec != http::error::need_buffer;
 }
 
 // The Date header, formatted at most once per second per thread.
@@ -78,8 +78,8 @@ http_session::http_session(worker_state& worker, const app& application, tcp_soc
       socket_(std::move(socket)),
       watchdog_(socket_.get_executor()),
       watchdog_period_(std::max<milliseconds>(
-          milliseconds(5), milliseconds(std::min(application.cfg().idle_timeout_ms,
-                                                 application.cfg().request_timeout_ms) / 4))) {
+          milliseconds(5),
+          milliseconds(std::min(application.cfg().idle_timeout_ms, application.cfg().request_timeout_ms) / 4))) {
   worker_.sessions.insert(this);
 }
 
@@ -168,8 +168,7 @@ task<void> http_session::run() {
 task<bool> http_session::respond(request& req) {
   const auto started = steady_clock::now();
   worker_.metrics.request_started();
-  const request_meta meta{req.method_string(), req.target(), request_id_for(req), req.body().size(),
-                          req.version()};
+  const request_meta meta{req.method_string(), req.target(), request_id_for(req), req.body().size(), req.version()};
   const request_view view{req.method_string(), req.target(), req[http::field::content_type], req.body()};
   const response res = app_.handle(view);
   const bool keep_alive = req.keep_alive() && !worker_.stopping;
@@ -209,8 +208,8 @@ task<bool> http_session::write(const response& res, const request_meta& meta, bo
   fmt::format_to(std::back_inserter(out_),
                  "HTTP/1.{} {} {}\r\nServer: celsius/{}\r\nDate: {}\r\nContent-Type: {}\r\n"
                  "Content-Length: {}\r\nX-App-Id: {}\r\nX-Request-Id: {}\r\n",
-                 meta.version == 10 ? 0 : 1, res.status, http::obsolete_reason(status), version,
-                 http_date(), res.content_type, res.body.size(), app_.app_id(), meta.request_id);
+                 meta.version == 10 ? 0 : 1, res.status, http::obsolete_reason(status), version, http_date(),
+                 res.content_type, res.body.size(), app_.app_id(), meta.request_id);
   if (!res.allow.empty()) fmt::format_to(std::back_inserter(out_), "Allow: {}\r\n", res.allow);
   if (!res.cache_control.empty()) fmt::format_to(std::back_inserter(out_), "Cache-Control: {}\r\n", res.cache_control);
   if (!keep_alive) {

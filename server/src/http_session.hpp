@@ -86,8 +86,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::milliseconds watchdog_period_;
   boost::beast::flat_buffer buffer_;
-  std::string out_;     // serialized response, reused across requests
-  bool idle_ = false;   // waiting for the first byte of the next request
+  std::string out_;    // serialized response, reused across requests
+  bool idle_ = false;  // waiting for the first byte of the next request
   bool closed_ = false;
 };
 

@@ -38,12 +38,18 @@ enum class json_kind { null, boolean, number, string, object, array };
 
 std::string_view kind_name(json_kind kind) {
   switch (kind) {
-    case json_kind::null: return "null";
-    case json_kind::boolean: return "boolean";
-    case json_kind::number: return "number";
-    case json_kind::string: return "string";
-    case json_kind::object: return "object";
-    case json_kind::array: return "array";
+    case json_kind::null:
+      return "null";
+    case json_kind::boolean:
+      return "boolean";
+    case json_kind::number:
+      return "number";
+    case json_kind::string:
+      return "string";
+    case json_kind::object:
+      return "object";
+    case json_kind::array:
+      return "array";
   }
   return "value";
 }
@@ -58,23 +64,22 @@ std::string shorten(std::string_view text) {
 }
 
 // Validates one parsed value; the message names the field or index.
-std::optional<api_error> check_value(double value, std::string_view text,
-                                     std::optional<std::size_t> index) {
+std::optional<api_error> check_value(double value, std::string_view text, std::optional<std::size_t> index) {
   const auto problem = check_fahrenheit(value);
   if (!problem) return std::nullopt;
   switch (*problem) {
     case value_problem::not_finite:
-      return api_error{error_code::validation_error,
-                       fmt::format("{} must be a finite number within double range, got {}",
-                                   field_name(index), shorten(text))};
+      return api_error{
+          error_code::validation_error,
+          fmt::format("{} must be a finite number within double range, got {}", field_name(index), shorten(text))};
     case value_problem::below_absolute_zero:
       return api_error{error_code::below_absolute_zero,
-                       fmt::format("{} is {}, below absolute zero ({} F)", field_name(index),
-                                   shorten(text), absolute_zero_fahrenheit)};
+                       fmt::format("{} is {}, below absolute zero ({} F)", field_name(index), shorten(text),
+                                   absolute_zero_fahrenheit)};
     case value_problem::result_overflow:
-      return api_error{error_code::validation_error,
-                       fmt::format("{} is {}: too large, its Celsius value overflows a double",
-                                   field_name(index), shorten(text))};
+      return api_error{
+          error_code::validation_error,
+          fmt::format("{} is {}: too large, its Celsius value overflows a double", field_name(index), shorten(text))};
   }
   return std::nullopt;
 }
@@ -88,9 +93,7 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
 
   bool Null() { return value(json_kind::null, "null"); }
   bool Bool(bool b) { return value(json_kind::boolean, b ? "true" : "false"); }
-  bool RawNumber(const Ch* str, rapidjson::SizeType len, bool /*copy*/) {
-    return value(json_kind::number, {str, len});
-  }
+  bool RawNumber(const Ch* str, rapidjson::SizeType len, bool /*copy*/) { return value(json_kind::number, {str, len}); }
   bool String(const Ch* /*str*/, rapidjson::SizeType /*len*/, bool /*copy*/) {
     return value(json_kind::string, "string");
   }
@@ -136,8 +139,7 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
     }
     if (count_ > max_batch_) {
       return api_error{error_code::batch_too_large,
-                       fmt::format("'fahrenheit' has {} values, more than the limit of {}", count_,
-                                   max_batch_)};
+                       fmt::format("'fahrenheit' has {} values, more than the limit of {}", count_, max_batch_)};
     }
     if (problem_) return std::move(*problem_);
     if (!seen_field_) {
@@ -152,8 +154,7 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
       if (kind == json_kind::object) {
         root_is_object_ = true;
       } else {
-        fail(error_code::validation_error,
-             fmt::format("request body must be a JSON object, got {}", kind_name(kind)));
+        fail(error_code::validation_error, fmt::format("request body must be a JSON object, got {}", kind_name(kind)));
       }
     } else if (depth_ == 1 && in_field_) {
       in_field_ = false;
@@ -165,8 +166,7 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
         input_.batch = true;
       } else {
         fail(error_code::validation_error,
-             fmt::format("'fahrenheit' must be a number or an array of numbers, got {}",
-                         kind_name(kind)));
+             fmt::format("'fahrenheit' must be a number or an array of numbers, got {}", kind_name(kind)));
       }
     } else if (depth_ == 2 && in_batch_) {
       const std::size_t index = count_;
@@ -186,8 +186,7 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
     if (problem_ || count_ > max_batch_) return;  // the answer is already an error
     double v = 0;
     if (!parse_double(text, v)) {
-      fail(error_code::validation_error,
-           fmt::format("{} is not a number: {}", field_name(index), shorten(text)));
+      fail(error_code::validation_error, fmt::format("{} is not a number: {}", field_name(index), shorten(text)));
       return;
     }
     if (auto error = check_value(v, text, index)) {
@@ -204,10 +203,10 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
   std::size_t max_batch_;
   int depth_ = 0;
   bool root_is_object_ = false;
-  bool in_field_ = false;    // the next value at depth 1 is the member 'fahrenheit'
+  bool in_field_ = false;  // the next value at depth 1 is the member 'fahrenheit'
   bool seen_field_ = false;
-  bool in_batch_ = false;    // inside the 'fahrenheit' array
-  std::size_t count_ = 0;    // values seen in 'fahrenheit' (also past max_batch)
+  bool in_batch_ = false;  // inside the 'fahrenheit' array
+  std::size_t count_ = 0;  // values seen in 'fahrenheit' (also past max_batch)
   convert_input input_;
   std::optional<api_error> problem_;
 };
@@ -217,8 +216,7 @@ class convert_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, c
 convert_parse_result parse_convert_body(std::string_view body, std::size_t max_batch) {
   // Iterative: nesting depth costs heap, not stack, so `[[[[...` cannot overflow the stack.
   constexpr unsigned flags = rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag |
-                             rapidjson::kParseNanAndInfFlag |
-                             rapidjson::kParseValidateEncodingFlag;
+                             rapidjson::kParseNanAndInfFlag | rapidjson::kParseValidateEncodingFlag;
   convert_handler handler(max_batch);
   rapidjson::MemoryStream stream(body.data(), body.size());
   rapidjson::Reader reader;
@@ -226,17 +224,14 @@ convert_parse_result parse_convert_body(std::string_view body, std::size_t max_b
   if (ok.Code() == rapidjson::kParseErrorNumberTooBig) {
     // Valid JSON whose number exceeds double range: a value problem, not a syntax error.
     if (handler.inside_field()) {
-      return api_error{error_code::validation_error,
-                       fmt::format("{} must be a finite number within double range",
-                                   field_name(handler.current_index()))};
+      return api_error{error_code::validation_error, fmt::format("{} must be a finite number within double range",
+                                                                 field_name(handler.current_index()))};
     }
-    return api_error{error_code::validation_error,
-                     fmt::format("number out of double range at offset {}", ok.Offset())};
+    return api_error{error_code::validation_error, fmt::format("number out of double range at offset {}", ok.Offset())};
   }
   if (ok.IsError()) {
-    return api_error{error_code::invalid_json,
-                     fmt::format("malformed JSON at offset {}: {}", ok.Offset(),
-                                 rapidjson::GetParseError_En(ok.Code()))};
+    return api_error{error_code::invalid_json, fmt::format("malformed JSON at offset {}: {}", ok.Offset(),
+                                                           rapidjson::GetParseError_En(ok.Code()))};
   }
   return std::move(handler).finish();
 }

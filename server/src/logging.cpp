@@ -220,8 +220,7 @@ void log_request(const request_log& e) {
   append_json_string(line, e.target.substr(0, 512));
   fmt::format_to(std::back_inserter(line),
                  R"(,"status":{},"duration_us":{},"bytes_in":{},"bytes_out":{},"request_id":")", e.status,
-                 std::chrono::duration_cast<std::chrono::microseconds>(e.duration).count(), e.bytes_in,
-                 e.bytes_out);
+                 std::chrono::duration_cast<std::chrono::microseconds>(e.duration).count(), e.bytes_in, e.bytes_out);
   line += e.request_id;  // validated or generated: a safe token
   line += '"';
   log->log(spdlog::level::info, std::string_view(line));

@@ -3,8 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include <boost/system/system_error.hpp>
 #include <fmt/format.h>
+#include <boost/system/system_error.hpp>
 #include <iostream>
 
 #include "app.hpp"
@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
   {
     std::string fields = R"("host":)";
     append_json_string(fields, cfg.host);
-    fields += fmt::format(R"(,"port":{},"threads":{},"version":"{}","app_id":"{}")", port, cfg.threads,
-                          version, app_id);
+    fields +=
+        fmt::format(R"(,"port":{},"threads":{},"version":"{}","app_id":"{}")", port, cfg.threads, version, app_id);
     log_info("listening", fields);
     flush_logs();
   }

@@ -26,16 +26,15 @@ inline constexpr std::array<unsigned, 14> tracked_statuses = {200, 400, 404, 405
 std::size_t status_slot(unsigned status) noexcept;
 
 // Latency histogram bucket upper bounds, in seconds (plus +Inf).
-inline constexpr std::array<double, 14> latency_buckets = {
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+inline constexpr std::array<double, 14> latency_buckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                           0.01,    0.025,  0.05,    0.1,    0.25,  1,      5};
 
 // One shard per event-loop thread. Only its owner thread writes (plain load + store,
 // no locked instructions); the /metrics handler reads every shard with relaxed loads.
 class metrics_shard {
  public:
   void request_started() noexcept { bump(in_flight_, std::int64_t{1}); }
-  void request_finished(route r, method_label m, unsigned status,
-                        std::chrono::nanoseconds elapsed) noexcept;
+  void request_finished(route r, method_label m, unsigned status, std::chrono::nanoseconds elapsed) noexcept;
 
  private:
   friend class metrics_registry;
@@ -56,8 +55,7 @@ class metrics_registry {
   metrics_shard& shard(std::size_t index) { return *shards_.at(index); }
 
   // Prometheus text exposition format 0.0.4.
-  std::string render(std::string_view version, std::string_view app_id,
-                     std::uint64_t log_messages_dropped) const;
+  std::string render(std::string_view version, std::string_view app_id, std::uint64_t log_messages_dropped) const;
 
  private:
   std::vector<std::unique_ptr<metrics_shard>> shards_;

@@ -49,8 +49,8 @@ std::string request_id_generator::next() {
   static constexpr char hex[] = "0123456789abcdef";
   std::uint64_t hi = next_u64();
   std::uint64_t lo = next_u64();
-  hi = (hi & ~0xf000ULL) | 0x4000ULL;                      // version 4
-  lo = (lo & ~(0xcULL << 60)) | (0x8ULL << 60);             // RFC 4122 variant
+  hi = (hi & ~0xf000ULL) | 0x4000ULL;            // version 4
+  lo = (lo & ~(0xcULL << 60)) | (0x8ULL << 60);  // RFC 4122 variant
   std::string out(36, '-');
   std::size_t pos = 0;
   auto put = [&](std::uint64_t word, int nibbles_from, int nibbles_to) {
@@ -80,8 +80,7 @@ bool is_uuid_v4(std::string_view id) noexcept {
     }
   }
   const char variant = id[19];
-  return id[14] == '4' &&
-         (variant == '8' || variant == '9' || variant == 'a' || variant == 'b');
+  return id[14] == '4' && (variant == '8' || variant == '9' || variant == 'a' || variant == 'b');
 }
 
 }  // namespace celsius

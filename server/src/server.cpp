@@ -1,10 +1,10 @@
 #include "server.hpp"
 
+#include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <fmt/format.h>
 
 #include "json_write.hpp"
 #include "logging.hpp"

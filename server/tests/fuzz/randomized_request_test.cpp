@@ -13,16 +13,29 @@ namespace celsius::fuzz {
 namespace {
 
 const std::vector<std::string> seeds = {
-    "POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"fahrenheit\": 212}",
-    "POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"fahrenheit\": [1, -40.5]}",
+    "POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"fahrenheit\": "
+    "212}",
+    "POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"fahrenheit\": "
+    "[1, -40.5]}",
     "GET /convert?fahrenheit=98.6 HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-    "POST /convert HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n4\r\n{\"fa\r\n0\r\n\r\n",
+    "POST /convert HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Type: "
+    "application/json\r\n\r\n4\r\n{\"fa\r\n0\r\n\r\n",
 };
 
 const std::vector<std::string> tokens = {
-    "[", "]", "{", "}", ",", ":", "\"", "\"fahrenheit\"", "NaN", "Infinity", "-Infinity", "1e400", "-459.67",
-    "-459.68", "1e308", "-0", "null", "true", "\\u0000", "\xff", "0.1", "99999999999999999999", "\r\n", "%",
+    "[",         "]",
+    "{",         "}",
+    ",",         ":",
+    "\"",        "\"fahrenheit\"",
+    "NaN",       "Infinity",
+    "-Infinity", "1e400",
+    "-459.67",   "-459.68",
+    "1e308",     "-0",
+    "null",      "true",
+    "\\u0000",   "\xff",
+    "0.1",       "99999999999999999999",
+    "\r\n",      "%",
 };
 
 std::string mutate(std::string s, std::mt19937_64& rng) {
@@ -33,12 +46,18 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
       case 0:
         if (!s.empty() && pos < s.size()) s[pos] = static_cast<char>(rng());
         break;
-      case 1: s.insert(pos, tokens[rng() % tokens.size()]); break;
+      case 1:
+        s.insert(pos, tokens[rng() % tokens.size()]);
+        break;
       case 2:
         if (pos < s.size()) s.erase(pos, 1 + rng() % 8);
         break;
-      case 3: s.insert(pos, std::string(1 + rng() % 4, static_cast<char>(rng()))); break;
-      case 4: s = s.substr(0, pos); break;
+      case 3:
+        s.insert(pos, std::string(1 + rng() % 4, static_cast<char>(rng())));
+        break;
+      case 4:
+        s = s.substr(0, pos);
+        break;
     }
   }
   return s;
@@ -46,15 +65,18 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
 
 std::string random_json(std::mt19937_64& rng, int depth = 0) {
   switch (rng() % (depth > 3 ? 4 : 7)) {
-    case 0: return std::to_string(static_cast<std::int64_t>(rng() % 2000) - 1000);
+    case 0:
+      return std::to_string(static_cast<std::int64_t>(rng() % 2000) - 1000);
     case 1: {
       std::uniform_real_distribution<double> d(-1000, 1000);
       char buf[40];
       std::snprintf(buf, sizeof buf, "%.17g", d(rng));
       return buf;
     }
-    case 2: return tokens[rng() % tokens.size()];
-    case 3: return "\"s\"";
+    case 2:
+      return tokens[rng() % tokens.size()];
+    case 3:
+      return "\"s\"";
     case 4:
     case 5: {
       std::string out = "[";

@@ -96,8 +96,6 @@ std::string check_request(std::string_view bytes) {
   return check({req.method_string(), req.target(), req[http::field::content_type], req.body()});
 }
 
-std::string check_convert_body(std::string_view body) {
-  return check({"POST", "/convert", "application/json", body});
-}
+std::string check_convert_body(std::string_view body) { return check({"POST", "/convert", "application/json", body}); }
 
 }  // namespace celsius::fuzz

@@ -140,9 +140,9 @@ TEST_F(api, wrong_shapes_are_422_naming_the_field) {
 }
 
 TEST_F(api, out_of_range_and_non_finite_are_422) {
-  for (const char* body : {R"({"fahrenheit": 1e400})", R"({"fahrenheit": NaN})", R"({"fahrenheit": Infinity})",
-                           R"({"fahrenheit": -Infinity})", R"({"fahrenheit": [0, 1e400]})",
-                           R"({"fahrenheit": 1e308})"}) {
+  for (const char* body :
+       {R"({"fahrenheit": 1e400})", R"({"fahrenheit": NaN})", R"({"fahrenheit": Infinity})",
+        R"({"fahrenheit": -Infinity})", R"({"fahrenheit": [0, 1e400]})", R"({"fahrenheit": 1e308})"}) {
     const auto res = post(body);
     EXPECT_EQ(res.status, 422u) << body;
     expect_error(res.body, "validation_error");
@@ -201,8 +201,9 @@ TEST_F(api, chunked_body_over_the_limit_is_413) {
 
 TEST_F(api, chunked_body_within_the_limit_works) {
   connection c(port());
-  c.send("POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-         "5\r\n{\"fah\r\ne\r\nrenheit\": 212}\r\n0\r\n\r\n");
+  c.send(
+      "POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\n{\"fah\r\ne\r\nrenheit\": 212}\r\n0\r\n\r\n");
   const auto res = c.read_response();
   ASSERT_TRUE(res.has_value());
   EXPECT_EQ(res->status, 200u) << res->body;
@@ -264,8 +265,8 @@ TEST_F(api, request_ids_are_echoed_when_safe) {
 
 TEST_F(api, every_response_carries_the_app_id) {
   const std::string id = app_id();
-  for (const auto& res : {fetch(port(), "GET", "/healthz"), fetch(port(), "GET", "/nope"), post("{"),
-                          fetch(port(), "GET", "/metrics")}) {
+  for (const auto& res :
+       {fetch(port(), "GET", "/healthz"), fetch(port(), "GET", "/nope"), post("{"), fetch(port(), "GET", "/metrics")}) {
     EXPECT_EQ(res.header("x-app-id"), id);
   }
 }
@@ -273,8 +274,10 @@ TEST_F(api, every_response_carries_the_app_id) {
 TEST_F(api, expect_100_continue) {
   connection c(port());
   const std::string body = R"({"fahrenheit": 212})";
-  c.send("POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
-         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  c.send(
+      "POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n");
   const auto interim = c.read_response();
   ASSERT_TRUE(interim.has_value());
   EXPECT_EQ(interim->status, 100u);
@@ -291,10 +294,13 @@ TEST_F(api, metrics_count_requests_by_route_method_and_status) {
   EXPECT_EQ(res.status, 200u);
   EXPECT_EQ(res.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& text = res.body;
-  EXPECT_NE(text.find(R"(celsius_http_requests_total{route="/convert",method="POST",status="200"})"), std::string::npos);
-  EXPECT_NE(text.find(R"(celsius_http_requests_total{route="unmatched",method="GET",status="404"})"), std::string::npos);
+  EXPECT_NE(text.find(R"(celsius_http_requests_total{route="/convert",method="POST",status="200"})"),
+            std::string::npos);
+  EXPECT_NE(text.find(R"(celsius_http_requests_total{route="unmatched",method="GET",status="404"})"),
+            std::string::npos);
   EXPECT_EQ(text.find("/nope/that"), std::string::npos) << "unknown paths must not become labels";
-  EXPECT_NE(text.find(R"(celsius_http_request_duration_seconds_bucket{route="/convert",le="+Inf"})"), std::string::npos);
+  EXPECT_NE(text.find(R"(celsius_http_request_duration_seconds_bucket{route="/convert",le="+Inf"})"),
+            std::string::npos);
   EXPECT_NE(text.find("celsius_http_requests_in_flight "), std::string::npos);
   EXPECT_NE(text.find("celsius_build_info{version=\"" + std::string(version) + "\",app_id=\"" + app_id() + "\"} 1"),
             std::string::npos);

@@ -80,8 +80,7 @@ TEST(connections, concurrent_clients_from_many_threads) {
       for (int i = 0; i < 100; ++i) {
         c.send(convert_request(t * 1000 + i));
         const auto res = c.read_response();
-        if (res && res->status == 200 &&
-            parse_json(res->body)["celsius"].GetDouble() == to_celsius(t * 1000 + i)) {
+        if (res && res->status == 200 && parse_json(res->body)["celsius"].GetDouble() == to_celsius(t * 1000 + i)) {
           ++ok;
         }
       }
@@ -120,7 +119,8 @@ TEST(connections, connection_close_is_honoured) {
 TEST(connections, a_client_stalling_mid_request_is_closed_without_affecting_others) {
   server_process server({"--threads", "1", "--request-timeout-ms", "300", "--idle-timeout-ms", "60000"});
   connection stalled(server.port(), 5s);
-  stalled.send("POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"fahr");
+  stalled.send(
+      "POST /convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"fahr");
   connection half_head(server.port(), 5s);
   half_head.send("GET /healthz HTTP/1.1\r\nHo");
   // Meanwhile, on the same single event loop, other clients are served promptly.

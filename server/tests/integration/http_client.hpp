@@ -46,8 +46,7 @@ std::string request(std::string_view method, std::string_view target, std::strin
                     std::string_view content_type = "application/json", std::string_view extra_headers = {});
 
 // One request on a fresh connection.
-http_response fetch(std::uint16_t port, std::string_view method, std::string_view target,
-                    std::string_view body = {}, std::string_view content_type = "application/json",
-                    std::string_view extra_headers = {});
+http_response fetch(std::uint16_t port, std::string_view method, std::string_view target, std::string_view body = {},
+                    std::string_view content_type = "application/json", std::string_view extra_headers = {});
 
 }  // namespace celsius::test

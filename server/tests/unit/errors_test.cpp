@@ -9,10 +9,10 @@ namespace celsius {
 namespace {
 
 const error_code all_codes[] = {
-    error_code::bad_request,        error_code::invalid_json,       error_code::not_found,
-    error_code::method_not_allowed, error_code::request_timeout,    error_code::batch_too_large,
-    error_code::payload_too_large,  error_code::unsupported_media_type, error_code::validation_error,
-    error_code::below_absolute_zero, error_code::header_too_large,  error_code::internal_error};
+    error_code::bad_request,         error_code::invalid_json,           error_code::not_found,
+    error_code::method_not_allowed,  error_code::request_timeout,        error_code::batch_too_large,
+    error_code::payload_too_large,   error_code::unsupported_media_type, error_code::validation_error,
+    error_code::below_absolute_zero, error_code::header_too_large,       error_code::internal_error};
 
 TEST(errors, status_mapping) {
   EXPECT_EQ(http_status(error_code::invalid_json), 400u);

@@ -109,18 +109,16 @@ TEST(json_body, wrong_shapes_name_the_problem) {
     const char* body;
     const char* fragment;
   };
-  for (const auto& [body, fragment] : {c{"[]", "object, got array"}, c{"3", "object, got number"},
-                                       c{R"("x")", "object, got string"}, c{"null", "object, got null"},
-                                       c{"{}", "missing required member 'fahrenheit'"},
-                                       c{R"({"fahrenheit": "1"})", "got string"},
-                                       c{R"({"fahrenheit": false})", "got boolean"},
-                                       c{R"({"fahrenheit": null})", "got null"},
-                                       c{R"({"fahrenheit": {}})", "got object"},
-                                       c{R"({"fahrenheit": []})", "must not be an empty array"},
-                                       c{R"({"fahrenheit": [1, 2, [3]]})", "'fahrenheit[2]' must be a number, got array"},
-                                       c{R"({"fahrenheit": [1, null]})", "'fahrenheit[1]' must be a number, got null"},
-                                       c{R"({"fahrenheit": [1, {}]})", "'fahrenheit[1]' must be a number, got object"},
-                                       c{R"({"fahrenheit": 1, "fahrenheit": 1})", "duplicate member 'fahrenheit'"}}) {
+  for (const auto& [body, fragment] :
+       {c{"[]", "object, got array"}, c{"3", "object, got number"}, c{R"("x")", "object, got string"},
+        c{"null", "object, got null"}, c{"{}", "missing required member 'fahrenheit'"},
+        c{R"({"fahrenheit": "1"})", "got string"}, c{R"({"fahrenheit": false})", "got boolean"},
+        c{R"({"fahrenheit": null})", "got null"}, c{R"({"fahrenheit": {}})", "got object"},
+        c{R"({"fahrenheit": []})", "must not be an empty array"},
+        c{R"({"fahrenheit": [1, 2, [3]]})", "'fahrenheit[2]' must be a number, got array"},
+        c{R"({"fahrenheit": [1, null]})", "'fahrenheit[1]' must be a number, got null"},
+        c{R"({"fahrenheit": [1, {}]})", "'fahrenheit[1]' must be a number, got object"},
+        c{R"({"fahrenheit": 1, "fahrenheit": 1})", "duplicate member 'fahrenheit'"}}) {
     const auto e = err(body);
     EXPECT_EQ(e.code, error_code::validation_error) << body;
     EXPECT_TRUE(contains(e.message, fragment)) << body << " -> " << e.message;

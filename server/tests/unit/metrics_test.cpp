@@ -52,8 +52,8 @@ TEST(metrics, unexpected_statuses_share_one_slot) {
   metrics_registry registry(1);
   registry.shard(0).request_started();
   registry.shard(0).request_finished(route::root, method_label::other, 418, microseconds(1));
-  EXPECT_TRUE(has(registry.render("v", "id", 0),
-                  R"(celsius_http_requests_total{route="/",method="other",status="other"} 1)"));
+  EXPECT_TRUE(
+      has(registry.render("v", "id", 0), R"(celsius_http_requests_total{route="/",method="other",status="other"} 1)"));
 }
 
 }  // namespace

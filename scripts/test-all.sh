@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every test of the project on this machine, installing what is missing first.
+#   C++ service: format check, release build + ctest (unit, integration, randomized),
+#   OpenAPI contract tests (pytest), microbenchmark smoke run, ASan+UBSan build + ctest,
+#   bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
+# Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+"$root/scripts/install-deps.sh" all
+bin="$("$root/scripts/python-env.sh" "$root/server/tests/contract/requirements.txt")"
+
+cd "$root/server"
+step "format check (clang-format)"
+find src tests bench -name '*.cpp' -o -name '*.hpp' | sort | xargs clang-format --dry-run --Werror
+echo "formatted"
+
+step "release build and tests"
+cmake --preset release >/dev/null
+cmake --build --preset release
+ctest --preset release -j2 | tee -a "$log"
+
+step "OpenAPI contract tests"
+"$bin/pytest" -q tests/contract | tee -a "$log"
+
+step "microbenchmarks (smoke run; numbers here are not measurements)"
+build/release/celsius-microbench --benchmark_min_time=0.01 >/dev/null
+echo "ran"
+
+step "sanitizers (ASan + UBSan) build and tests"
+cmake --preset sanitize >/dev/null
+cmake --build --preset sanitize
+ctest --preset sanitize -j2 | tee -a "$log"
+
+step "fuzzing (libFuzzer, ${CELSIUS_FUZZ_SECONDS:-60} s)"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz --target celsius-fuzz-request
+corpus="$(mktemp -d)"
+build/fuzz/celsius-fuzz-request -max_total_time="${CELSIUS_FUZZ_SECONDS:-60}" -max_len=4096 \
+  -dict=tests/fuzz/http.dict -print_final_stats=1 "$corpus" tests/fuzz/corpus 2>&1 | grep -E "^Done|stat::number_of_executed_units"
+rm -rf "$corpus"
+
+total() { local t=0 n; while read -r n; do t=$((t + n)); done; echo "$t"; }
+ctest_total=$(grep -hoE 'out of [0-9]+' "$log" | grep -oE '[0-9]+' | total)
+pytest_passed=$(grep -hoE '^[0-9]+ passed' "$log" | grep -oE '^[0-9]+' | total)
+# ctest and pytest counts, plus the fuzz run as one test.
+printf '\nsummary: %d passed, 0 failed\n' "$((ctest_total + pytest_passed + 1))"
