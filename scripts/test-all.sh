@@ -3,6 +3,7 @@
 #   C++ service: format check, release build + ctest (unit, integration, randomized),
 #   OpenAPI contract tests (pytest), microbenchmark smoke run, ASan+UBSan build + ctest,
 #   bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
+# Model: ruff, the SavedModel export tests (real TensorFlow; bit-identity with the service).
 # Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,7 +13,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies"
 "$root/scripts/install-deps.sh" all
-bin="$("$root/scripts/python-env.sh" "$root/server/tests/contract/requirements.txt")"
+bin="$("$root/scripts/python-env.sh" "$root/server/tests/contract/requirements.txt" "$root/model/requirements.txt")"
 
 cd "$root/server"
 step "format check (clang-format)"
@@ -43,6 +44,14 @@ corpus="$(mktemp -d)"
 build/fuzz/celsius-fuzz-request -max_total_time="${CELSIUS_FUZZ_SECONDS:-60}" -max_len=4096 \
   -dict=tests/fuzz/http.dict -print_final_stats=1 "$corpus" tests/fuzz/corpus 2>&1 | grep -E "^Done|stat::number_of_executed_units"
 rm -rf "$corpus"
+
+cd "$root"
+step "Python lint (ruff)"
+"$bin/ruff" check model server/tests/contract
+
+step "model: SavedModel export tests (real TensorFlow runtime)"
+PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/server/build/release/celsius-server" \
+  "$bin/pytest" -q model/tests | tee -a "$log"
 
 total() { local t=0 n; while read -r n; do t=$((t + n)); done; echo "$t"; }
 ctest_total=$(grep -hoE 'out of [0-9]+' "$log" | grep -oE '[0-9]+' | total)

@@ -9,6 +9,12 @@ namespace celsius {
 
 void append_json_number(std::string& out, double value) {
   assert(std::isfinite(value));
+  if (value == 0 && std::signbit(value)) {
+    // to_chars gives "-0", which parsers that tell integers from floats (Python's json)
+    // read as the integer 0, losing the sign.
+    out += "-0.0";
+    return;
+  }
   std::array<char, 32> buf;  // shortest round-trip double text is at most 24 chars
   const auto result = std::to_chars(buf.data(), buf.data() + buf.size(), value);
   out.append(buf.data(), result.ptr);

@@ -7,7 +7,8 @@
 namespace celsius {
 
 // Appends the shortest decimal text that reads back as exactly `value`
-// (std::to_chars). `value` must be finite: JSON has no NaN or infinities.
+// (std::to_chars); negative zero is "-0.0" so that parsers reading "-0" as an integer keep
+// its sign. `value` must be finite: JSON has no NaN or infinities.
 void append_json_number(std::string& out, double value);
 
 // Appends `text` as a quoted JSON string, escaping quotes, backslashes and control

@@ -23,7 +23,8 @@ TEST(json_write, shortest_round_trip_numbers) {
   EXPECT_EQ(number(-40.0), "-40");
   EXPECT_EQ(number(37.77777777777778), "37.77777777777778");
   EXPECT_EQ(number(0.1), "0.1");
-  EXPECT_EQ(number(-0.0), "-0");
+  EXPECT_EQ(number(-0.0), "-0.0");
+  EXPECT_EQ(number(0.0), "0");
   EXPECT_EQ(number(1e21), "1e+21");
   EXPECT_EQ(number(5e-324), "5e-324");
 }
