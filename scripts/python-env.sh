@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the project's Python virtualenv (.venv at the repository root) if missing and
-# installs the given requirement files into it. Prints the venv's bin folder.
+# installs the given requirement files into it (files named *-nodeps.txt with --no-deps).
+# Prints the venv's bin folder.
 # Usage: scripts/python-env.sh REQUIREMENTS.txt [...]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +13,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
   fi
 fi
 for req in "$@"; do
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2
+  no_deps=()
+  [[ "$req" == *-nodeps.txt ]] && no_deps=(--no-deps)
+  "$venv/bin/pip" install -q --disable-pip-version-check "${no_deps[@]}" -r "$req" >&2
 done
 echo "$venv/bin"

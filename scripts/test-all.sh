@@ -3,7 +3,8 @@
 #   C++ service: format check, release build + ctest (unit, integration, randomized),
 #   OpenAPI contract tests (pytest), microbenchmark smoke run, ASan+UBSan build + ctest,
 #   bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
-# Model: ruff, the SavedModel export tests (real TensorFlow; bit-identity with the service).
+# Model: ruff, the SavedModel export tests (real TensorFlow; bit-identity with the service),
+#   the local model server over REST and gRPC (official stubs).
 # Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies"
 "$root/scripts/install-deps.sh" all
-bin="$("$root/scripts/python-env.sh" "$root/server/tests/contract/requirements.txt" "$root/model/requirements.txt")"
+bin="$("$root/scripts/python-env.sh" "$root/server/tests/contract/requirements.txt" "$root/model/requirements.txt" \
+  "$root/model/requirements-nodeps.txt")"
 
 cd "$root/server"
 step "format check (clang-format)"
@@ -49,7 +51,7 @@ cd "$root"
 step "Python lint (ruff)"
 "$bin/ruff" check model server/tests/contract
 
-step "model: SavedModel export tests (real TensorFlow runtime)"
+step "model: SavedModel export and local model server tests (real TensorFlow runtime)"
 PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/server/build/release/celsius-server" \
   "$bin/pytest" -q model/tests | tee -a "$log"
 

@@ -47,9 +47,12 @@ class server {
  private:
   struct worker {
     explicit worker(metrics_shard& shard) : state{shard, {}, {}, false} {}
+    // Declaration order is destruction order, reversed: `state` must outlive `ioc`, whose
+    // destructor destroys leftover sessions (after a grace-period timeout) and they
+    // unregister from `state.sessions`; `guard` and the timer must die before `ioc`.
+    worker_state state;
     boost::asio::io_context ioc{1};
     std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard;
-    worker_state state;
     std::optional<steady_timer> log_flush_timer;
     std::thread thread;
   };
