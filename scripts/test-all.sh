@@ -25,7 +25,7 @@ echo "formatted"
 step "release build and tests"
 cmake --preset release >/dev/null
 cmake --build --preset release
-ctest --preset release -j2 | tee -a "$log"
+CELSIUS_REQUIRE_MODEL_SERVER=1 ctest --preset release -j2 | tee -a "$log"
 
 step "OpenAPI contract tests"
 "$bin/pytest" -q tests/contract | tee -a "$log"
@@ -37,7 +37,7 @@ echo "ran"
 step "sanitizers (ASan + UBSan) build and tests"
 cmake --preset sanitize >/dev/null
 cmake --build --preset sanitize
-ctest --preset sanitize -j2 | tee -a "$log"
+CELSIUS_REQUIRE_MODEL_SERVER=1 ctest --preset sanitize -j2 | tee -a "$log"
 
 step "fuzzing (libFuzzer, ${CELSIUS_FUZZ_SECONDS:-60} s)"
 cmake --preset fuzz >/dev/null

@@ -1,8 +1,10 @@
 // The API contract over real sockets against the real binary.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "convert.hpp"
 #include "http_client.hpp"
@@ -290,7 +292,17 @@ TEST_F(api, expect_100_continue) {
 TEST_F(api, metrics_count_requests_by_route_method_and_status) {
   fetch(port(), "GET", "/nope/that/is/unknown");
   post(R"({"fahrenheit": 1})");
-  const auto res = fetch(port(), "GET", "/metrics");
+  // A request is counted right after its answer is written, on whichever loop served it,
+  // so a scrape on another loop can briefly miss it: poll, as Prometheus would see it.
+  http_response res;
+  for (int i = 0; i < 100; ++i) {
+    res = fetch(port(), "GET", "/metrics");
+    if (res.body.find(R"(route="unmatched",method="GET",status="404")") != std::string::npos &&
+        res.body.find(R"(route="/convert",method="POST",status="200")") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_EQ(res.status, 200u);
   EXPECT_EQ(res.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& text = res.body;

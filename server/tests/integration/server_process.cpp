@@ -14,19 +14,34 @@ extern char** environ;
 
 namespace celsius::test {
 
-server_process::server_process(std::vector<std::string> args) {
+namespace {
+server_process::launch celsius_launch(std::vector<std::string> args) {
   bool has_port = false, has_host = false;
   for (const auto& a : args) {
     has_port = has_port || a == "--port";
     has_host = has_host || a == "--host";
   }
-  std::vector<std::string> argv_storage{CELSIUS_SERVER_BINARY};
-  if (!has_port) argv_storage.insert(argv_storage.end(), {"--port", "0"});
-  if (!has_host) argv_storage.insert(argv_storage.end(), {"--host", "127.0.0.1"});
-  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<std::string> argv{CELSIUS_SERVER_BINARY};
+  if (!has_port) argv.insert(argv.end(), {"--port", "0"});
+  if (!has_host) argv.insert(argv.end(), {"--host", "127.0.0.1"});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return {std::move(argv), R"re("msg":"listening".*"port":(\d+))re", {}};
+}
+}  // namespace
+
+server_process::server_process(std::vector<std::string> args) : server_process(celsius_launch(std::move(args))) {}
+
+server_process::server_process(launch how) {
+  std::vector<std::string>& argv_storage = how.argv;
   std::vector<char*> argv;
   for (auto& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+  env_storage.insert(env_storage.end(), how.env.begin(), how.env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
@@ -34,7 +49,7 @@ server_process::server_process(std::vector<std::string> args) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-  const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   close(pipe_fds[1]);
   if (rc != 0) {
@@ -43,9 +58,9 @@ server_process::server_process(std::vector<std::string> args) {
   }
   reader_ = std::thread([this, fd = pipe_fds[0]] { read_output(fd); });
 
-  const std::regex port_re(R"re("msg":"listening".*"port":(\d+))re");
+  const std::regex port_re(how.ready_pattern);
   std::unique_lock lock(mutex_);
-  const bool started = cv_.wait_for(lock, std::chrono::seconds(20), [&] {
+  const bool started = cv_.wait_for(lock, std::chrono::seconds(120), [&] {
     for (const auto& line : lines_) {
       std::smatch m;
       if (std::regex_search(line, m, port_re)) {
@@ -117,6 +132,16 @@ void server_process::read_output(int fd) {
   if (!pending.empty()) lines_.push_back(pending);
   eof_ = true;
   cv_.notify_all();
+}
+
+std::optional<std::string> server_process::find_in_log(const std::string& pattern) const {
+  const std::regex re(pattern);
+  std::lock_guard lock(mutex_);
+  for (const auto& line : lines_) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) return m[1];
+  }
+  return std::nullopt;
 }
 
 std::vector<std::string> server_process::log_lines() const {

@@ -18,6 +18,15 @@ namespace celsius::test {
 // full pipe can never stall it; tests can inspect the lines.
 class server_process {
  public:
+  // Any program: `argv`, ready once a log line matches `ready_pattern`, whose first
+  // capture group is the port.
+  struct launch {
+    std::vector<std::string> argv;
+    std::string ready_pattern;
+    std::vector<std::string> env;  // extra NAME=value entries
+  };
+  explicit server_process(launch how);
+  // celsius-server with `args` (on 127.0.0.1 and port 0 unless they say otherwise).
   explicit server_process(std::vector<std::string> args = {});
   ~server_process();  // SIGKILL if still running
   server_process(const server_process&) = delete;
@@ -33,6 +42,8 @@ class server_process {
   std::optional<int> stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
   std::vector<std::string> log_lines() const;
+  // The first capture group of the first log line matching `pattern`, if any.
+  std::optional<std::string> find_in_log(const std::string& pattern) const;
   // Waits until a log line containing `needle` appears.
   bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) const;
 
