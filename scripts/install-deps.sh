@@ -10,6 +10,7 @@ cpp_pkgs=(
   build-essential cmake ninja-build pkg-config
   libboost-dev rapidjson-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   curl ca-certificates
 )
 bench_pkgs=(wrk nginx-light util-linux)
