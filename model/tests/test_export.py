@@ -24,13 +24,6 @@ ABSOLUTE_ZERO = -459.67
 
 
 @pytest.fixture(scope="module")
-def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("models") / "f2c"
-    export(base, version=1)
-    return base
-
-
-@pytest.fixture(scope="module")
 def serving_fn(model_base):
     loaded = tf.saved_model.load(str(model_base / "1"))
     fn = loaded.signatures["serving_default"]

@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from celsius_model import export, reference_celsius
+from celsius_model import reference_celsius
 from celsius_model.tfjson import format_double
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -58,13 +58,6 @@ class ModelServerProcess:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("serve") / "f2c"
-    export(base, version=1)
-    return base
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@
 #include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
 
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -27,7 +26,6 @@ bool parse_double(std::string_view text, double& out) noexcept {
   // strtod tells them apart (HUGE_VAL or a tiny/zero value). Rare path: copy to
   // terminate the string.
   const std::string copy(text);
-  errno = 0;
   out = std::strtod(copy.c_str(), nullptr);
   return true;
 }
