@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project on this machine, installing what is missing first.
-#   C++ service: format check, release build + ctest (unit, integration, randomized),
+#   C++ service: format check, clang-tidy, release build + ctest (unit, integration, randomized),
 #   OpenAPI contract tests (pytest), microbenchmark smoke run, ASan+UBSan build + ctest,
 #   bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
 # Model: ruff, the SavedModel export tests (real TensorFlow; bit-identity with the service),
@@ -9,7 +9,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$log.tidy"' EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies"
@@ -26,6 +26,14 @@ step "release build and tests"
 cmake --preset release >/dev/null
 cmake --build --preset release
 CELSIUS_REQUIRE_MODEL_SERVER=1 ctest --preset release -j2 | tee -a "$log"
+
+step "static analysis (clang-tidy, server/.clang-tidy)"
+if ! find src -name '*.cpp' | sort | xargs -P2 -n4 clang-tidy -p build/release --quiet \
+  --extra-arg=-DBOOST_ASIO_HAS_CO_AWAIT --extra-arg=-DBOOST_ASIO_HAS_STD_COROUTINE >"$log.tidy" 2>&1; then
+  grep -v "warnings generated" "$log.tidy"
+  exit 1
+fi
+echo "clean"
 
 step "OpenAPI contract tests"
 "$bin/pytest" -q tests/contract | tee -a "$log"

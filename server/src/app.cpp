@@ -17,7 +17,7 @@ namespace celsius {
 
 namespace {
 
-response error_response(route r, api_error error, std::string_view allow = {}) {
+response error_response(route r, const api_error& error, std::string_view allow = {}) {
   response res;
   res.status = http_status(error.code);
   res.body = error_body(error);
@@ -148,7 +148,7 @@ response app::convert(const request_view& request, std::string_view query) const
     }
     return parse_convert_body(request.body, cfg_.max_batch);
   }();
-  if (auto* error = std::get_if<api_error>(&parsed)) return error_response(route::convert, std::move(*error));
+  if (auto* error = std::get_if<api_error>(&parsed)) return error_response(route::convert, *error);
 
   const convert_input& input = std::get<convert_input>(parsed);
   if (!input.batch) {

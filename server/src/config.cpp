@@ -53,7 +53,7 @@ config_result parse_config(int argc, const char* const* argv, std::ostream& out,
   app.set_version_flag("--version", std::string(version));
   app.get_formatter()->column_width(36);
 
-  auto env_name = [](std::string flag) {
+  auto env_name = [](const std::string& flag) {
     std::string name = "CELSIUS_";
     for (char c : flag) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return name;

@@ -91,7 +91,7 @@ class grpc_model_client final : public model_client {
     input.set_dtype(tensorflow::DT_DOUBLE);
     input.mutable_tensor_shape()->add_dim()->set_size(static_cast<std::int64_t>(fahrenheit.size()));
     input.mutable_double_val()->Add(fahrenheit.begin(), fahrenheit.end());
-    prediction_->async()->Predict(&c->context, &c->request, &c->response, [c](grpc::Status status) {
+    prediction_->async()->Predict(&c->context, &c->request, &c->response, [c](const grpc::Status& status) {
       if (!status.ok()) return c->done(to_error(status));
       c->done(read_prediction(c->response, c->count));
     });
@@ -108,7 +108,7 @@ class grpc_model_client final : public model_client {
     c->done = std::move(done);
     c->context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
     fill_spec(*c->request.mutable_model_spec());
-    models_->async()->GetModelStatus(&c->context, &c->request, &c->response, [c](grpc::Status s) {
+    models_->async()->GetModelStatus(&c->context, &c->request, &c->response, [c](const grpc::Status& s) {
       model_status out;
       if (!s.ok()) {
         out.detail = to_error(s).message;

@@ -18,7 +18,7 @@ namespace celsius {
 
 namespace {
 
-constexpr std::size_t batch_bytes = 32 * 1024;
+constexpr std::size_t batch_bytes = std::size_t{32} * 1024;
 constexpr std::size_t max_queued_batches = 256;  // 8 MiB of log lines waiting for stdout
 
 struct batch {
