@@ -5,6 +5,7 @@
 #   bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
 # Model: ruff, the SavedModel export tests (real TensorFlow; bit-identity with the service),
 #   the local model server over REST and gRPC (official stubs).
+# Load test: the report generator on hand-computed Locust CSV fixtures.
 # Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +16,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "dependencies"
 "$root/scripts/install-deps.sh" all
 bin="$("$root/scripts/python-env.sh" "$root/server/tests/contract/requirements.txt" "$root/model/requirements.txt" \
-  "$root/model/requirements-nodeps.txt")"
+  "$root/model/requirements-nodeps.txt" "$root/loadtest/requirements.txt")"
 
 cd "$root/server"
 step "format check (clang-format)"
@@ -57,11 +58,14 @@ rm -rf "$corpus"
 
 cd "$root"
 step "Python lint (ruff)"
-"$bin/ruff" check model server/tests/contract
+"$bin/ruff" check model loadtest server/tests/contract
 
 step "model: SavedModel export and local model server tests (real TensorFlow runtime)"
 PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/server/build/release/celsius-server" \
   "$bin/pytest" -q model/tests | tee -a "$log"
+
+step "load test report generator"
+PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg "$bin/pytest" -q loadtest/tests | tee -a "$log"
 
 total() { local t=0 n; while read -r n; do t=$((t + n)); done; echo "$t"; }
 ctest_total=$(grep -hoE 'out of [0-9]+' "$log" | grep -oE '[0-9]+' | total)

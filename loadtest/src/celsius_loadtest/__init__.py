@@ -1,0 +1,1 @@
+"""Load test and comparison report for celsius."""
