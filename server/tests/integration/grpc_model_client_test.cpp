@@ -66,7 +66,7 @@ class grpc_client : public ::testing::Test {
     server_ = start_model_server().release();
   }
   static void TearDownTestSuite() {
-    if (server_ != nullptr) EXPECT_EQ(server_->stop(), 0);
+    if (server_ != nullptr) EXPECT_EQ(server_->stop(std::chrono::seconds(60)), 0);
     delete server_;
     server_ = nullptr;
   }
@@ -146,7 +146,7 @@ TEST(grpc_client_faults, a_slow_model_server_times_out) {
   const auto result = predict_sync(*make_grpc_model_client(options), {1.0});
   ASSERT_TRUE(std::holds_alternative<model_error>(result));
   EXPECT_EQ(std::get<model_error>(result).kind, model_failure::timeout);
-  EXPECT_EQ(slow->stop(), 0);
+  EXPECT_EQ(slow->stop(std::chrono::seconds(60)), 0);
 }
 
 }  // namespace
