@@ -5,7 +5,7 @@
 #   bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
 # Model: ruff, the SavedModel export tests (real TensorFlow; bit-identity with the service),
 #   the local model server over REST and gRPC (official stubs).
-# Load test: the report generator on hand-computed Locust CSV fixtures.
+# Load test: the locustfile with real Locust, the report generator on hand-computed fixtures.
 # Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,8 +64,9 @@ step "model: SavedModel export and local model server tests (real TensorFlow run
 PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/server/build/release/celsius-server" \
   "$bin/pytest" -q model/tests | tee -a "$log"
 
-step "load test report generator"
-PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg "$bin/pytest" -q loadtest/tests | tee -a "$log"
+step "load test: locustfile (real Locust against the real service) and report generator"
+PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg CELSIUS_SERVER_BINARY="$root/server/build/release/celsius-server" \
+  "$bin/pytest" -q loadtest/tests | tee -a "$log"
 
 total() { local t=0 n; while read -r n; do t=$((t + n)); done; echo "$t"; }
 ctest_total=$(grep -hoE 'out of [0-9]+' "$log" | grep -oE '[0-9]+' | total)
