@@ -148,7 +148,7 @@ def render_markdown(run: Run, charts: list[str]) -> str:
         lines.append("")
     lines += ["## Results per scenario and endpoint", "",
               "Latencies in milliseconds as Locust reports them: its percentiles are rounded (whole ms below 100 ms, "
-              "coarser above), so see the wrk ceilings for microseconds.", "",
+              "coarser above); microsecond figures come from the wrk ceilings when a run measured them.", "",
               "| scenario | endpoint | requests | failures | req/s | p50 | p95 | p99 | max |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in run.scenarios:
