@@ -23,10 +23,15 @@ step "format check (clang-format)"
 find src tests bench -name '*.cpp' -o -name '*.hpp' | sort | xargs clang-format --dry-run --Werror
 echo "formatted"
 
+# Configures, builds and runs ctest for one preset; the model-server tests must not skip.
+build_and_test() {
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1"
+  CELSIUS_REQUIRE_MODEL_SERVER=1 ctest --preset "$1" -j2 | tee -a "$log"
+}
+
 step "release build and tests"
-cmake --preset release >/dev/null
-cmake --build --preset release
-CELSIUS_REQUIRE_MODEL_SERVER=1 ctest --preset release -j2 | tee -a "$log"
+build_and_test release
 
 step "static analysis (clang-tidy, server/.clang-tidy)"
 if ! find src -name '*.cpp' | sort | xargs -P2 -n4 clang-tidy -p build/release --quiet \
@@ -44,9 +49,7 @@ build/release/celsius-microbench --benchmark_min_time=0.01 >/dev/null
 echo "ran"
 
 step "sanitizers (ASan + UBSan) build and tests"
-cmake --preset sanitize >/dev/null
-cmake --build --preset sanitize
-CELSIUS_REQUIRE_MODEL_SERVER=1 ctest --preset sanitize -j2 | tee -a "$log"
+build_and_test sanitize
 
 step "fuzzing (libFuzzer, ${CELSIUS_FUZZ_SECONDS:-60} s)"
 cmake --preset fuzz >/dev/null

@@ -83,13 +83,12 @@ response app::handle(const request_view& request) const {
     const std::string_view path = request.target.substr(0, q);
     const std::string_view query = q == std::string_view::npos ? std::string_view() : request.target.substr(q + 1);
     const bool get = request.method == "GET";
-
-    if (path == "/convert") {
-      if (get || request.method == "POST") return convert(request, query);
-      return method_not_allowed(route::convert, request.method, "GET, POST");
-    }
-
     const route r = route_of(path);
+
+    if (r == route::convert) {
+      if (get || request.method == "POST") return convert(request, query);
+      return method_not_allowed(r, request.method, "GET, POST");
+    }
 
     if (r == route::unmatched) {
       return error_response(r, {error_code::not_found,

@@ -152,8 +152,7 @@ void log_event(spdlog::level::level_enum level, std::string_view msg, std::strin
     line += ',';
     line += fields;
   }
-  log->log(level, std::string_view(line));
-  if (level >= spdlog::level::warn) log->flush();
+  log->log(level, std::string_view(line));  // every logger flushes on warn and above (flush_on)
 }
 
 spdlog::level::level_enum parse_level(std::string_view level) {

@@ -73,6 +73,7 @@ class Servable:
     path: Path
     signatures: dict[str, Any]
     signature_defs: dict[str, Any]  # SignatureDef protos, for metadata
+    loaded: Any  # the loaded SavedModel object: keeps the signatures' variables alive
 
 
 def newest_version(base_path: Path) -> Path:
@@ -89,10 +90,7 @@ def load_servable(name: str, base_path: Path) -> Servable:
     meta.ParseFromString((path / "saved_model.pb").read_bytes())
     signature_defs = dict(meta.meta_graphs[0].signature_def)
     signatures = {key: loaded.signatures[key] for key in loaded.signatures.keys()}
-    # Keep the loaded object alive with the functions.
-    servable = Servable(name, int(path.name), path, signatures, signature_defs)
-    servable._loaded = loaded  # type: ignore[attr-defined]
-    return servable
+    return Servable(name, int(path.name), path, signatures, signature_defs, loaded)
 
 
 class ModelServer:

@@ -4,6 +4,7 @@ infinities as the bare tokens NaN, Infinity, -Infinity; pretty-printed."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -41,7 +42,5 @@ def dumps(value: Any, indent: int = 4, level: int = 0) -> str:
     if isinstance(value, float):
         return format_double(value)
     if isinstance(value, str):
-        import json
-
         return json.dumps(value)
     raise TypeError(f"cannot serialize {type(value).__name__}")
