@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 
 #include "convert.hpp"
@@ -11,6 +12,7 @@
 #include "json_body.hpp"
 #include "json_write.hpp"
 #include "logging.hpp"
+#include "model_gateway.hpp"
 #include "version.hpp"
 
 namespace celsius {
@@ -63,6 +65,7 @@ route route_of(std::string_view target) noexcept {
   if (path == "/healthz") return route::healthz;
   if (path == "/readyz") return route::readyz;
   if (path == "/convert") return route::convert;
+  if (path == "/convert/model") return route::convert_model;
   if (path == "/metrics") return route::metrics;
   if (path == "/openapi.json") return route::openapi;
   if (path == "/docs" || path == "/docs/" || (path.starts_with("/docs/") && docs_asset(path.substr(6)))) {
@@ -85,8 +88,8 @@ response app::handle(const request_view& request) const {
     const bool get = request.method == "GET";
     const route r = route_of(path);
 
-    if (r == route::convert) {
-      if (get || request.method == "POST") return convert(request, query);
+    if (r == route::convert || r == route::convert_model) {
+      if (get || request.method == "POST") return convert(r, request, query);
       return method_not_allowed(r, request.method, "GET, POST");
     }
 
@@ -135,7 +138,7 @@ response app::handle(const request_view& request) const {
   }
 }
 
-response app::convert(const request_view& request, std::string_view query) const {
+response app::convert(route r, const request_view& request, std::string_view query) const {
   convert_parse_result parsed = [&]() -> convert_parse_result {
     if (request.method == "GET") return parse_convert_query(query);
     if (!is_json_media_type(request.content_type)) {
@@ -147,9 +150,19 @@ response app::convert(const request_view& request, std::string_view query) const
     }
     return parse_convert_body(request.body, cfg_.max_batch);
   }();
-  if (auto* error = std::get_if<api_error>(&parsed)) return error_response(route::convert, *error);
+  if (auto* error = std::get_if<api_error>(&parsed)) return error_response(r, *error);
 
-  const convert_input& input = std::get<convert_input>(parsed);
+  convert_input& input = std::get<convert_input>(parsed);
+  if (r == route::convert_model) {
+    if (model_ == nullptr) {
+      return error_response(r, {error_code::model_not_configured,
+                                "no model server is configured (start the service with --model-server)"});
+    }
+    response res;
+    res.matched = r;
+    res.model_call = std::move(input);
+    return res;
+  }
   if (!input.batch) {
     const double f = input.fahrenheit.front();
     return ok(route::convert, convert_body(f, to_celsius(f), app_id_));
@@ -159,6 +172,61 @@ response app::convert(const request_view& request, std::string_view query) const
   const std::span<double> out(celsius.data(), celsius.size());
   to_celsius(in, out);
   return ok(route::convert, convert_batch_body(in, out, app_id_));
+}
+
+response app::model_answer(const convert_input& input, const predict_result& result, std::int64_t known_version) const {
+  constexpr route r = route::convert_model;
+  if (const auto* failure = std::get_if<model_error>(&result)) {
+    switch (failure->kind) {
+      case model_failure::unavailable:
+      case model_failure::rejected:
+        return error_response(r, {error_code::model_unavailable, failure->message});
+      case model_failure::timeout:
+        return error_response(r, {error_code::model_timeout, failure->message});
+      case model_failure::error:
+        return error_response(r, {error_code::model_error, failure->message});
+      case model_failure::malformed:
+        return error_response(r, {error_code::model_error, "malformed model server reply: " + failure->message});
+    }
+  }
+  const auto& prediction = std::get<model_prediction>(result);
+  if (prediction.celsius.size() != input.fahrenheit.size()) {
+    return error_response(r,
+                          {error_code::model_error, fmt::format("malformed model server reply: {} values for {} inputs",
+                                                                prediction.celsius.size(), input.fahrenheit.size())});
+  }
+  for (const double c : prediction.celsius) {
+    if (!std::isfinite(c)) {
+      return error_response(r, {error_code::model_error, "malformed model server reply: a value is not finite"});
+    }
+  }
+  const std::span<const double> in(input.fahrenheit.data(), input.fahrenheit.size());
+  std::string body = input.batch ? convert_batch_body(in, prediction.celsius, app_id_)
+                                 : convert_body(in.front(), prediction.celsius.front(), app_id_);
+  body.pop_back();  // reopen the object to add the model that answered
+  body += R"(,"model":{"name":)";
+  append_json_string(body, model_->name());
+  const std::int64_t served = prediction.version != 0 ? prediction.version : known_version;
+  body += fmt::format(R"(,"version":"{}"}}}})", served);
+  return ok(r, std::move(body));
+}
+
+model_outcome outcome_of(const predict_result& result) noexcept {
+  const auto* failure = std::get_if<model_error>(&result);
+  if (failure == nullptr) return model_outcome::ok;
+  switch (failure->kind) {
+    case model_failure::unavailable:
+      return model_outcome::unavailable;
+    case model_failure::timeout:
+      return model_outcome::timeout;
+    case model_failure::error:
+      return model_outcome::error;
+    case model_failure::malformed:
+      return model_outcome::malformed;
+    case model_failure::rejected:
+      return model_outcome::rejected;
+  }
+  return model_outcome::error;
 }
 
 }  // namespace celsius

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -31,6 +32,58 @@ std::optional<unsigned> cpus_from_cgroup_v2(std::string_view cpu_max) {
     return std::nullopt;
   }
   return static_cast<unsigned>((quota + period - 1) / period);
+}
+
+std::string host_port(std::string_view host, std::uint16_t port) {
+  const bool v6 = host.find(':') != std::string_view::npos;
+  return (v6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" + std::to_string(port);
+}
+
+std::optional<model_server_address> parse_model_server(std::string_view url, std::string& error) {
+  model_server_address out;
+  std::string_view rest;
+  if (url.starts_with("grpc://")) {
+    out.scheme = model_server_address::protocol::grpc;
+    rest = url.substr(7);
+  } else if (url.starts_with("http://")) {
+    out.scheme = model_server_address::protocol::rest;
+    rest = url.substr(7);
+  } else {
+    error = "must start with grpc:// or http://";
+    return std::nullopt;
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  std::string_view port_text;
+  if (rest.starts_with('[')) {
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
+      error = "an IPv6 address must look like [::1]:8500";
+      return std::nullopt;
+    }
+    out.host = std::string(rest.substr(1, close - 1));
+    port_text = rest.substr(close + 2);
+  } else {
+    const auto colon = rest.rfind(':');
+    if (colon == std::string_view::npos) {
+      error = "needs a port, e.g. grpc://localhost:8500";
+      return std::nullopt;
+    }
+    out.host = std::string(rest.substr(0, colon));
+    port_text = rest.substr(colon + 1);
+  }
+  const char* forbidden = rest.starts_with('[') ? "/?#@ []" : "/?#@ :[]";
+  if (out.host.empty() || out.host.find_first_of(forbidden) != std::string::npos) {
+    error = "has no valid host";
+    return std::nullopt;
+  }
+  unsigned port = 0;
+  const auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port == 0 || port > 65535) {
+    error = "has no valid port (1-65535)";
+    return std::nullopt;
+  }
+  out.port = static_cast<std::uint16_t>(port);
+  return out;
 }
 
 unsigned default_threads() {
@@ -82,6 +135,24 @@ config_result parse_config(int argc, const char* const* argv, std::ostream& out,
   add("request-timeout-ms", cfg.request_timeout_ms,
       "Close a client that takes longer to send a request or read a response")
       ->check(CLI::Range(1u, 3600000u));
+
+  add("model-server", cfg.model_server,
+      "Model server for /convert/model: grpc://HOST:8500 (TF Serving gRPC) or http://HOST:8501 (REST)")
+      ->check([](const std::string& value) {
+        std::string error;
+        if (value.empty() || parse_model_server(value, error)) return std::string();
+        return "--model-server " + error;
+      });
+  add("model-name", cfg.model_name, "Name of the model on the model server")->check([](const std::string& value) {
+    return value.empty() || value.find_first_of("/?#: ") != std::string::npos
+               ? std::string("--model-name must be non-empty without / ? # : or spaces")
+               : std::string();
+  });
+  app.add_option("--model-version", cfg.model_version, "Model version to call (default: the latest AVAILABLE)")
+      ->envname("CELSIUS_MODEL_VERSION")
+      ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
+  add("model-timeout-ms", cfg.model_timeout_ms, "Deadline of one call to the model server (504 model_timeout after)")
+      ->check(CLI::Range(1u, 600000u));
 
   try {
     app.parse(argc, argv);

@@ -20,7 +20,26 @@ struct config {
   std::uint32_t shutdown_grace_ms = 10000;
   std::uint32_t idle_timeout_ms = 60000;     // keep-alive connection with no request
   std::uint32_t request_timeout_ms = 10000;  // receiving one request, or sending its response
+  std::string model_server;                  // grpc://host:port or http://host:port; empty: none
+  std::string model_name = "f2c";
+  std::optional<std::int64_t> model_version;  // the latest AVAILABLE version when empty
+  std::uint32_t model_timeout_ms = 1000;      // deadline of one call to the model server
 };
+
+// Where the model server is: `grpc://HOST:PORT` (TF Serving's gRPC API) or
+// `http://HOST:PORT` (its REST API). HOST may be a name, an IPv4 or a [bracketed] IPv6.
+struct model_server_address {
+  enum class protocol { grpc, rest };
+  protocol scheme = protocol::grpc;
+  std::string host;  // without brackets
+  std::uint16_t port = 0;
+};
+
+// "host:port", or "[v6]:port" for an IPv6 literal: gRPC targets and HTTP Host headers.
+std::string host_port(std::string_view host, std::uint16_t port);
+
+// Parses a --model-server value; on failure returns nullopt and says why in `error`.
+std::optional<model_server_address> parse_model_server(std::string_view url, std::string& error);
 
 // Either a config to run with, or an exit code (after --help, --version or an error,
 // whose text went to `out`/`err`).

@@ -27,6 +27,13 @@ unsigned http_status(error_code code) noexcept {
       return 431;
     case error_code::internal_error:
       return 500;
+    case error_code::model_error:
+      return 502;
+    case error_code::model_not_configured:
+    case error_code::model_unavailable:
+      return 503;
+    case error_code::model_timeout:
+      return 504;
   }
   return 500;
 }
@@ -57,6 +64,14 @@ std::string_view code_name(error_code code) noexcept {
       return "header_too_large";
     case error_code::internal_error:
       return "internal_error";
+    case error_code::model_error:
+      return "model_error";
+    case error_code::model_not_configured:
+      return "model_not_configured";
+    case error_code::model_unavailable:
+      return "model_unavailable";
+    case error_code::model_timeout:
+      return "model_timeout";
   }
   return "internal_error";
 }

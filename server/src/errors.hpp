@@ -19,6 +19,10 @@ enum class error_code {
   below_absolute_zero,     // 422
   header_too_large,        // 431
   internal_error,          // 500
+  model_error,             // 502: the model server answered with an error or a malformed reply
+  model_not_configured,    // 503: the service runs without --model-server
+  model_unavailable,       // 503: the model server cannot be reached (or failing fast)
+  model_timeout,           // 504: the model server did not answer within --model-timeout-ms
 };
 
 struct api_error {

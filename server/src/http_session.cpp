@@ -5,6 +5,8 @@
 #include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
@@ -18,6 +20,7 @@
 #include "errors.hpp"
 #include "json_write.hpp"
 #include "logging.hpp"
+#include "model_gateway.hpp"
 #include "version.hpp"
 
 namespace celsius {
@@ -63,6 +66,32 @@ std::string_view http_date() {
 task<void> serve(worker_state& worker, const app& application, tcp_socket socket) {
   const auto session = std::make_shared<http_session>(worker, application, std::move(socket));
   co_await session->run();
+}
+
+// Calls the model server and resumes the awaiting coroutine on its own loop. The client
+// calls back on one of its threads: the result is posted to the loop, so the coroutine
+// frame is resumed (and destroyed) only there. The work guard keeps the loop running
+// until the answer is in; main waits for the gateway to be idle before the loops are
+// destroyed, so a late callback never posts to a dead io_context.
+template <typename CompletionToken>
+auto async_predict(model_gateway& gateway, std::span<const double> fahrenheit, executor ex, CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(predict_result)>(
+      [&gateway, fahrenheit, ex](auto handler) {
+        struct pending {
+          decltype(handler) resume;
+          asio::executor_work_guard<executor> work;
+        };
+        auto state = std::make_shared<pending>(pending{std::move(handler), asio::make_work_guard(ex)});
+        gateway.predict(fahrenheit, [state](predict_result result) {
+          const executor loop = state->work.get_executor();
+          asio::post(loop, [state, result = std::move(result)]() mutable {
+            auto resume = std::move(state->resume);
+            state->work.reset();
+            resume(std::move(result));
+          });
+        });
+      },
+      token);
 }
 
 }  // namespace
@@ -170,9 +199,20 @@ task<bool> http_session::respond(request& req) {
   worker_.metrics.request_started();
   const request_meta meta{req.method_string(), req.target(), request_id_for(req), req.body().size(), req.version()};
   const request_view view{req.method_string(), req.target(), req[http::field::content_type], req.body()};
-  const response res = app_.handle(view);
+  response res = app_.handle(view);
+  if (res.model_call) res = co_await call_model(std::move(*res.model_call));
   const bool keep_alive = req.keep_alive() && !worker_.stopping;
   co_return co_await write(res, meta, keep_alive, started);
+}
+
+task<response> http_session::call_model(convert_input input) {
+  model_gateway& gateway = *app_.model();
+  worker_.metrics.model_call_started();
+  const auto started = steady_clock::now();
+  const std::span<const double> values(input.fahrenheit.data(), input.fahrenheit.size());
+  const predict_result result = co_await async_predict(gateway, values, socket_.get_executor(), use_task);
+  worker_.metrics.model_call_finished(outcome_of(result), steady_clock::now() - started);
+  co_return app_.model_answer(input, result, gateway.known_version());
 }
 
 task<void> http_session::reject(const request& head, beast::error_code ec) {

@@ -67,6 +67,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
   };
 
   task<bool> respond(request& req);
+  task<response> call_model(convert_input input);
   task<void> reject(const request& head, boost::beast::error_code ec);
   task<bool> write(const response& res, const request_meta& meta, bool keep_alive,
                    std::chrono::steady_clock::time_point started);

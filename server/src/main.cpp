@@ -9,12 +9,54 @@
 
 #include "app.hpp"
 #include "config.hpp"
+#include "grpc_model_client.hpp"
 #include "json_write.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
+#include "model_gateway.hpp"
 #include "request_id.hpp"
+#include "rest_model_client.hpp"
 #include "server.hpp"
 #include "version.hpp"
+
+namespace {
+
+std::unique_ptr<celsius::model_gateway> make_gateway(const celsius::config& cfg) {
+  using namespace celsius;
+  std::string error;
+  const model_server_address address = *parse_model_server(cfg.model_server, error);  // validated by parse_config
+  const std::chrono::milliseconds timeout(cfg.model_timeout_ms);
+  std::unique_ptr<model_client> client;
+  if (address.scheme == model_server_address::protocol::grpc) {
+    grpc_model_options options;
+    options.target = host_port(address.host, address.port);
+    options.model_name = cfg.model_name;
+    options.model_version = cfg.model_version;
+    options.timeout = timeout;
+    client = make_grpc_model_client(options);
+  } else {
+    rest_model_options options;
+    options.host = address.host;
+    options.port = address.port;
+    options.model_name = cfg.model_name;
+    options.model_version = cfg.model_version;
+    options.timeout = timeout;
+    client = make_rest_model_client(options);
+  }
+  model_gateway_options options;
+  options.name = cfg.model_name;
+  options.version = cfg.model_version;
+  options.timeout = timeout;
+  std::string fields = R"("model_server":)";
+  append_json_string(fields, cfg.model_server);
+  fields += R"(,"model":)";
+  append_json_string(fields, cfg.model_name);
+  fields += fmt::format(R"(,"timeout_ms":{})", cfg.model_timeout_ms);
+  log_info("model server configured", fields);
+  return std::make_unique<model_gateway>(std::move(client), std::move(options));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace celsius;
@@ -35,6 +77,16 @@ int main(int argc, char** argv) {
   const std::string app_id = make_app_id();
   metrics_registry metrics(cfg.threads);
   app application(cfg, app_id, metrics);
+
+  // Declared before the server: it outlives the event loops, and the loops are only
+  // destroyed after wait_idle() below, so no model callback can post to a dead loop.
+  std::unique_ptr<model_gateway> gateway;
+  if (!cfg.model_server.empty()) {
+    gateway = make_gateway(cfg);
+    application.set_model(gateway.get());
+    application.set_readiness_check([g = gateway.get()] { return g->ready_state(); });
+    gateway->start();
+  }
   server srv(application, metrics);
 
   std::uint16_t port = 0;
@@ -64,6 +116,7 @@ int main(int argc, char** argv) {
   log_info("shutting down", fmt::format(R"("signal":"{}","grace_ms":{})",
                                         signal_number == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_grace_ms));
   const bool drained = srv.stop(std::chrono::milliseconds(cfg.shutdown_grace_ms));
+  if (gateway) gateway->wait_idle();
   log_info("stopped", fmt::format(R"("drained":{})", drained));
   shutdown_logging();
   return 0;

@@ -13,8 +13,8 @@ namespace celsius {
 
 // Route labels are a closed set so metric cardinality stays bounded: every unknown
 // path is counted as `unmatched`.
-enum class route : std::uint8_t { root, healthz, readyz, convert, metrics, openapi, docs, unmatched };
-inline constexpr std::size_t route_count = 8;
+enum class route : std::uint8_t { root, healthz, readyz, convert, convert_model, metrics, openapi, docs, unmatched };
+inline constexpr std::size_t route_count = 9;
 std::string_view route_name(route r) noexcept;
 
 enum class method_label : std::uint8_t { get, post, other };
@@ -29,12 +29,20 @@ std::size_t status_slot(unsigned status) noexcept;
 inline constexpr std::array<double, 14> latency_buckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                            0.01,    0.025,  0.05,    0.1,    0.25,  1,      5};
 
+// How a call to the model server ended; `rejected` means the client failed fast without
+// calling (the breaker was open).
+enum class model_outcome : std::uint8_t { ok, unavailable, timeout, error, malformed, rejected };
+inline constexpr std::size_t model_outcome_count = 6;
+std::string_view model_outcome_name(model_outcome o) noexcept;
+
 // One shard per event-loop thread. Only its owner thread writes (plain load + store,
 // no locked instructions); the /metrics handler reads every shard with relaxed loads.
 class metrics_shard {
  public:
   void request_started() noexcept { bump(in_flight_, std::int64_t{1}); }
   void request_finished(route r, method_label m, unsigned status, std::chrono::nanoseconds elapsed) noexcept;
+  void model_call_started() noexcept { bump(model_in_flight_, std::int64_t{1}); }
+  void model_call_finished(model_outcome outcome, std::chrono::nanoseconds elapsed) noexcept;
 
  private:
   friend class metrics_registry;
@@ -47,6 +55,10 @@ class metrics_shard {
   std::array<std::atomic<std::uint64_t>, route_count*(latency_buckets.size() + 1)> buckets_{};
   std::array<std::atomic<std::uint64_t>, route_count> duration_ns_{};
   std::atomic<std::int64_t> in_flight_{0};
+  std::array<std::atomic<std::uint64_t>, model_outcome_count> model_calls_{};
+  std::array<std::atomic<std::uint64_t>, latency_buckets.size() + 1> model_buckets_{};
+  std::atomic<std::uint64_t> model_duration_ns_{0};
+  std::atomic<std::int64_t> model_in_flight_{0};
 };
 
 class metrics_registry {

@@ -21,6 +21,7 @@ enum class model_failure {
   timeout,      // the deadline passed
   error,        // the model server answered with an error (message carries it)
   malformed,    // the answer does not have the expected shape
+  rejected,     // not called: failing fast after repeated failures
 };
 
 struct model_error {

@@ -1,0 +1,135 @@
+#include "model_gateway.hpp"
+
+#include <fmt/format.h>
+
+#include "json_write.hpp"
+#include "logging.hpp"
+
+namespace celsius {
+
+bool circuit_breaker::allow(clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  if (failures_ < threshold_) return true;  // closed
+  if (now < open_until_ || probing_) return false;
+  probing_ = true;  // half-open: this call is the probe
+  return true;
+}
+
+void circuit_breaker::record(bool success, clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  if (success) {
+    failures_ = 0;
+    probing_ = false;
+    return;
+  }
+  if (failures_ < threshold_) ++failures_;
+  if (failures_ >= threshold_) {
+    probing_ = false;
+    open_until_ = now + open_for_;
+  }
+}
+
+bool circuit_breaker::open(clock::time_point now) const {
+  std::lock_guard lock(mutex_);
+  return failures_ >= threshold_ && (now < open_until_ || probing_);
+}
+
+bool is_outage(model_failure kind) noexcept {
+  return kind == model_failure::unavailable || kind == model_failure::timeout;
+}
+
+model_gateway::model_gateway(std::unique_ptr<model_client> client, model_gateway_options options)
+    : client_(std::move(client)),
+      options_(std::move(options)),
+      breaker_(options_.breaker_threshold, options_.breaker_open_for),
+      version_(options_.version.value_or(0)) {}
+
+model_gateway::~model_gateway() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+  wait_idle();
+}
+
+void model_gateway::start() {
+  poller_ = std::thread([this] { poll_loop(); });
+}
+
+void model_gateway::predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done) {
+  if (!breaker_.allow(circuit_breaker::clock::now())) {
+    done(model_error{model_failure::rejected,
+                     fmt::format("failing fast: the model server failed {} times in a row; retrying within {} ms",
+                                 options_.breaker_threshold, options_.breaker_open_for.count())});
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    ++in_flight_;
+  }
+  client_->predict(fahrenheit, [this, done = std::move(done)](predict_result result) {
+    const auto* error = std::get_if<model_error>(&result);
+    breaker_.record(error == nullptr || !is_outage(error->kind), circuit_breaker::clock::now());
+    done(std::move(result));
+    std::lock_guard lock(mutex_);
+    --in_flight_;
+    cv_.notify_all();
+  });
+}
+
+readiness model_gateway::ready_state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+std::int64_t model_gateway::known_version() const {
+  std::lock_guard lock(mutex_);
+  return version_;
+}
+
+void model_gateway::wait_idle() {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [this] { return in_flight_ == 0; });
+}
+
+void model_gateway::poll_loop() {
+  attach_thread_logger("model-status");
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    ++in_flight_;
+    std::optional<model_status> answer;
+    lock.unlock();
+    client_->status([this, &answer](model_status status) {
+      std::lock_guard guard(mutex_);
+      answer = std::move(status);
+      --in_flight_;
+      cv_.notify_all();
+    });
+    lock.lock();
+    // The client always calls back (its deadline bounds the wait); wait for it so
+    // `answer` never outlives this frame.
+    cv_.wait(lock, [&] { return answer.has_value(); });
+    const bool was_ready = state_.ready;
+    if (answer->available) {
+      state_ = {true, {}};
+      if (!options_.version) version_ = answer->version;
+    } else {
+      state_ = {false, fmt::format("model '{}' is not AVAILABLE: {}", options_.name, answer->detail)};
+    }
+    if (was_ready != state_.ready) {
+      std::string fields = fmt::format(R"("model":"{}","ready":{},"version":{},"detail":)", options_.name, state_.ready,
+                                       answer->version);
+      append_json_string(fields, answer->detail);
+      lock.unlock();
+      log_info("model readiness changed", fields);
+      flush_thread_logs();
+      lock.lock();
+    }
+    const auto period = state_.ready ? options_.poll_ready : options_.poll_not_ready;
+    cv_.wait_for(lock, period, [this] { return stopping_; });
+  }
+}
+
+}  // namespace celsius

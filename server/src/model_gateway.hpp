@@ -1,0 +1,102 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+
+#include "app.hpp"
+#include "model_client.hpp"
+
+namespace celsius {
+
+// Fail fast after repeated failures. Closed: every call goes through. After `threshold`
+// consecutive failures it opens for `open_for`: calls are rejected without being made.
+// Then one probe call goes through (half-open); its success closes the breaker, its
+// failure opens it again. Thread-safe; the clock is passed in so tests control time.
+class circuit_breaker {
+ public:
+  using clock = std::chrono::steady_clock;
+  circuit_breaker(unsigned threshold, std::chrono::milliseconds open_for)
+      : threshold_(threshold), open_for_(open_for) {}
+
+  // True: make the call and report its outcome with record(). False: fail fast.
+  bool allow(clock::time_point now);
+  void record(bool success, clock::time_point now);
+  bool open(clock::time_point now) const;
+
+ private:
+  mutable std::mutex mutex_;
+  unsigned threshold_;
+  std::chrono::milliseconds open_for_;
+  unsigned failures_ = 0;
+  clock::time_point open_until_{};
+  bool probing_ = false;
+};
+
+// Which outcomes count against the breaker: the model server could not be reached or did
+// not answer in time. An error answer (e.g. 400) shows a live server and does not count.
+bool is_outage(model_failure kind) noexcept;
+
+struct model_gateway_options {
+  std::string name = "f2c";
+  std::optional<std::int64_t> version;  // the configured version, if any
+  std::chrono::milliseconds timeout{1000};
+  unsigned breaker_threshold = 5;
+  std::chrono::milliseconds breaker_open_for{1000};
+  std::chrono::milliseconds poll_ready{1000};     // status poll period while AVAILABLE
+  std::chrono::milliseconds poll_not_ready{250};  // ... and while not
+};
+
+// The service's side of the model server: the client behind a circuit breaker, a thread
+// that polls the model's status for /readyz, and a count of calls in flight so shutdown
+// can wait for every callback before the event loops go away.
+class model_gateway {
+ public:
+  model_gateway(std::unique_ptr<model_client> client, model_gateway_options options);
+  ~model_gateway();  // stops polling, then waits for calls in flight
+  model_gateway(const model_gateway&) = delete;
+  model_gateway& operator=(const model_gateway&) = delete;
+
+  // Starts the status polling thread.
+  void start();
+
+  // Calls the model, or fails fast with model_failure::rejected while the breaker is
+  // open. `done` runs exactly once, on a client thread (inline when rejected).
+  void predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done);
+
+  // Ready once the model's status said AVAILABLE; not ready until the first answer
+  // and after a status poll that failed or found no AVAILABLE version.
+  readiness ready_state() const;
+
+  // The version to report when an answer does not name one (REST answers do not).
+  std::int64_t known_version() const;
+  const std::string& name() const noexcept { return options_.name; }
+
+  // Blocks until no call is in flight (every callback has returned).
+  void wait_idle();
+
+ private:
+  void poll_loop();
+
+  std::unique_ptr<model_client> client_;
+  model_gateway_options options_;
+  circuit_breaker breaker_;
+
+  mutable std::mutex mutex_;  // guards the fields below
+  std::condition_variable cv_;
+  readiness state_{false, "model status not known yet"};
+  std::int64_t version_ = 0;
+  std::size_t in_flight_ = 0;
+  bool stopping_ = false;
+  std::thread poller_;
+};
+
+}  // namespace celsius
