@@ -228,6 +228,20 @@ def test_slow_model_server_hits_the_client_deadline(model_base):
         assert slow.stop() == 0
 
 
+def test_malformed_replies_option_breaks_both_protocols(model_base):
+    broken = ModelServerProcess(model_base, "--celsius_malformed_replies")
+    try:
+        status, body = predict(broken, {"instances": [32.0]})
+        assert status == 200 and body == {"predictions": {"unexpected": [0.0]}}
+        channel = grpc.insecure_channel(f"127.0.0.1:{broken.grpc_port}")
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_request([32.0]),
+                                                                                      timeout=30)
+        assert response.outputs["celsius"].dtype == types_pb2.DT_FLOAT
+        channel.close()
+    finally:
+        assert broken.stop() == 0
+
+
 def test_flags_keep_tensorflow_model_server_names():
     from celsius_model.serve import build_parser
 

@@ -96,9 +96,10 @@ def load_servable(name: str, base_path: Path) -> Servable:
 class ModelServer:
     """Protocol-independent core: resolves model specs and runs signatures."""
 
-    def __init__(self, servable: Servable, reply_delay_s: float = 0.0) -> None:
+    def __init__(self, servable: Servable, reply_delay_s: float = 0.0, malformed_replies: bool = False) -> None:
         self.servable = servable
         self.reply_delay_s = reply_delay_s
+        self.malformed_replies = malformed_replies  # test aid: predictions come back in the wrong shape
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         s = self.servable
@@ -265,6 +266,8 @@ class RestHandler(BaseHTTPRequestHandler):
                 result: Any = _listify(only)
             else:
                 result = {k: _listify(v) for k, v in outputs.items()}
+            if self.core.malformed_replies:
+                result = {"unexpected": result}
             self._send(200, {"predictions": result} if row_form else {"outputs": result})
         except ServingError as error:
             self._error(error)
@@ -321,6 +324,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         for name, array in outputs.items():
             response.outputs[name].CopyFrom(tensor_proto(array))
+            if self.core.malformed_replies:  # test aid: float32 values where float64 belongs
+                response.outputs[name].dtype = types_pb2.DT_FLOAT
         response.model_spec.name = servable.name
         response.model_spec.version.CopyFrom(wrappers_pb2.Int64Value(value=servable.version))
         response.model_spec.signature_name = key
@@ -358,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stand-in only: a port given as 0 is chosen by the OS (gRPC and REST)")
     parser.add_argument("--celsius_reply_delay_ms", type=int, default=0,
                         help="stand-in only: delay every prediction (to test slow model servers)")
+    parser.add_argument("--celsius_malformed_replies", action="store_true",
+                        help="stand-in only: answer predictions in the wrong shape (REST) or dtype (gRPC)")
     return parser
 
 
@@ -368,7 +375,7 @@ def serve(argv: list[str] | None = None) -> int:
         log.warning("ignoring flags this stand-in does not implement: %s", " ".join(unknown))
     servable = load_servable(args.model_name, Path(args.model_base_path))
     log.info("Successfully loaded servable version {name: %s version: %d}", servable.name, servable.version)
-    core = ModelServer(servable, args.celsius_reply_delay_ms / 1000.0)
+    core = ModelServer(servable, args.celsius_reply_delay_ms / 1000.0, args.celsius_malformed_replies)
 
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), grpc_server)

@@ -1,8 +1,5 @@
 // The gRPC model client against the real local model server (real TensorFlow runtime).
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <future>
@@ -118,17 +115,8 @@ TEST_F(grpc_client, model_server_errors_carry_its_message) {
 }
 
 TEST(grpc_client_faults, a_dead_model_server_is_unavailable_without_hanging) {
-  // A port with nothing listening: bind, read the port, close.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
   grpc_model_options options;
-  options.target = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  options.target = "127.0.0.1:" + std::to_string(unused_port());
   options.timeout = 500ms;
   const auto result = predict_sync(*make_grpc_model_client(options), {1.0});
   ASSERT_TRUE(std::holds_alternative<model_error>(result));

@@ -1,6 +1,9 @@
 #include "model_server.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -56,6 +59,26 @@ std::uint16_t grpc_port_of(const server_process& model_server) {
   const auto port = model_server.find_in_log(R"(Running gRPC ModelServer at [\d.]+:(\d+))");
   if (!port) throw std::runtime_error("model server did not log its gRPC port");
   return static_cast<std::uint16_t>(std::stoi(*port));
+}
+
+std::vector<std::uint16_t> unused_ports(std::size_t count) {
+  std::vector<int> sockets;
+  std::vector<std::uint16_t> ports;
+  for (std::size_t i = 0; i < count; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockets.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      ports.push_back(ntohs(addr.sin_port));
+    }
+  }
+  for (const int fd : sockets) ::close(fd);  // all held open until now, so the ports differ
+  if (ports.size() != count) throw std::runtime_error("cannot find unused ports");
+  return ports;
 }
 
 }  // namespace celsius::test

@@ -30,4 +30,9 @@ std::string exported_model();
 std::unique_ptr<server_process> start_model_server(std::vector<std::string> extra_args = {});
 std::uint16_t grpc_port_of(const server_process& model_server);
 
+// Distinct loopback ports with nothing listening (bound together, read, closed): for a
+// model server that is down now and will start on them later.
+std::vector<std::uint16_t> unused_ports(std::size_t count);
+inline std::uint16_t unused_port() { return unused_ports(1).front(); }
+
 }  // namespace celsius::test

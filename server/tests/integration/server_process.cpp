@@ -76,6 +76,7 @@ server_process::server_process(launch how) {
     lock.unlock();
     ::kill(pid_, SIGKILL);
     wait_exit(std::chrono::seconds(5));
+    if (reader_.joinable()) reader_.join();  // a constructor that throws runs no destructor
     throw std::runtime_error("server did not start; output:\n" + output);
   }
 }

@@ -78,6 +78,11 @@ TEST(config, invalid_values_fail_with_a_message) {
                                                                 {"--threads", "0"},
                                                                 {"--log-level", "loud"},
                                                                 {"--max-batch", "0"},
+                                                                {"--model-server", "localhost:8500"},
+                                                                {"--model-server", "grpc://localhost"},
+                                                                {"--model-version", "0"},
+                                                                {"--model-name", "a/b"},
+                                                                {"--model-timeout-ms", "0"},
                                                                 {"--unknown"}}) {
     const auto p = parse(args);
     EXPECT_FALSE(p.result.cfg.has_value()) << args[0];
@@ -88,12 +93,58 @@ TEST(config, invalid_values_fail_with_a_message) {
   EXPECT_FALSE(parse({}).result.cfg.has_value());
 }
 
+TEST(config, model_server_flags_and_environment) {
+  const auto none = parse({});
+  ASSERT_TRUE(none.result.cfg);
+  EXPECT_TRUE(none.result.cfg->model_server.empty());
+  EXPECT_EQ(none.result.cfg->model_name, "f2c");
+  EXPECT_FALSE(none.result.cfg->model_version);
+  EXPECT_EQ(none.result.cfg->model_timeout_ms, 1000u);
+
+  const auto p = parse({"--model-server", "http://tf-serving:8501", "--model-name", "other", "--model-version", "3",
+                        "--model-timeout-ms", "250"});
+  ASSERT_TRUE(p.result.cfg) << p.err;
+  EXPECT_EQ(p.result.cfg->model_server, "http://tf-serving:8501");
+  EXPECT_EQ(p.result.cfg->model_name, "other");
+  EXPECT_EQ(p.result.cfg->model_version, 3);
+  EXPECT_EQ(p.result.cfg->model_timeout_ms, 250u);
+
+  const scoped_env env("CELSIUS_MODEL_SERVER", "grpc://10.0.0.7:8500");
+  EXPECT_EQ(parse({}).result.cfg->model_server, "grpc://10.0.0.7:8500");
+  EXPECT_EQ(parse({"--model-server", "grpc://a:1"}).result.cfg->model_server, "grpc://a:1");
+}
+
+TEST(config, model_server_addresses) {
+  std::string error;
+  auto a = parse_model_server("grpc://tf-serving.default.svc:8500", error);
+  ASSERT_TRUE(a) << error;
+  EXPECT_EQ(a->scheme, model_server_address::protocol::grpc);
+  EXPECT_EQ(a->host, "tf-serving.default.svc");
+  EXPECT_EQ(a->port, 8500);
+  a = parse_model_server("http://127.0.0.1:8501/", error);
+  ASSERT_TRUE(a) << error;
+  EXPECT_EQ(a->scheme, model_server_address::protocol::rest);
+  EXPECT_EQ(a->port, 8501);
+  a = parse_model_server("grpc://[::1]:8500", error);
+  ASSERT_TRUE(a) << error;
+  EXPECT_EQ(a->host, "::1");
+  EXPECT_EQ(host_port(a->host, a->port), "[::1]:8500");
+  EXPECT_EQ(host_port("localhost", 1), "localhost:1");
+  for (const char* bad : {"", "localhost:8500", "https://a:1", "grpc://a", "grpc://:1", "grpc://a:0", "grpc://a:65536",
+                          "grpc://a:1x", "grpc://a/b:1", "grpc://[::1]8500", "grpc://::1:8500", "http://u@h:1"}) {
+    error.clear();
+    EXPECT_FALSE(parse_model_server(bad, error)) << bad;
+    EXPECT_FALSE(error.empty()) << bad;
+  }
+}
+
 TEST(config, help_lists_every_flag_and_its_environment_variable) {
   const auto p = parse({"--help"});
   EXPECT_FALSE(p.result.cfg.has_value());
   EXPECT_EQ(p.result.exit_code, 0);
   for (const char* flag : {"--host", "--port", "--threads", "--log-level", "--max-body-bytes", "--max-batch",
-                           "--shutdown-grace-ms", "CELSIUS_PORT", "CELSIUS_MAX_BODY_BYTES"}) {
+                           "--shutdown-grace-ms", "--model-server", "--model-name", "--model-version",
+                           "--model-timeout-ms", "CELSIUS_PORT", "CELSIUS_MAX_BODY_BYTES", "CELSIUS_MODEL_SERVER"}) {
     EXPECT_NE(p.out.find(flag), std::string::npos) << flag;
   }
 }

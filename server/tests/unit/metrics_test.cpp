@@ -9,6 +9,28 @@ using std::chrono::microseconds;
 
 bool has(const std::string& text, const std::string& line) { return text.find(line + "\n") != std::string::npos; }
 
+TEST(metrics, model_calls_by_outcome_latency_and_in_flight) {
+  using std::chrono::microseconds;
+  metrics_registry registry(2);
+  for (int i = 0; i < 3; ++i) registry.shard(i % 2).model_call_started();
+  registry.shard(0).model_call_finished(model_outcome::ok, microseconds(400));
+  registry.shard(1).model_call_finished(model_outcome::timeout, microseconds(1'000'000));
+  registry.shard(0).model_call_started();
+  registry.shard(0).model_call_finished(model_outcome::rejected, microseconds(1));
+  const std::string text = registry.render("1", "id", 0);
+  auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+  EXPECT_TRUE(has(R"(celsius_model_requests_total{outcome="ok"} 1)")) << text;
+  EXPECT_TRUE(has(R"(celsius_model_requests_total{outcome="timeout"} 1)"));
+  EXPECT_TRUE(has(R"(celsius_model_requests_total{outcome="rejected"} 1)"));
+  EXPECT_TRUE(has(R"(celsius_model_requests_total{outcome="unavailable"} 0)"));
+  // Rejected calls made no call: not in the latency histogram.
+  EXPECT_TRUE(has(R"(celsius_model_request_duration_seconds_bucket{le="0.0005"} 1)"));
+  EXPECT_TRUE(has(R"(celsius_model_request_duration_seconds_bucket{le="1"} 2)"));
+  EXPECT_TRUE(has("celsius_model_request_duration_seconds_count 2"));
+  EXPECT_TRUE(has("celsius_model_request_duration_seconds_sum 1.0004"));
+  EXPECT_TRUE(has("celsius_model_requests_in_flight 1"));
+}
+
 TEST(metrics, counts_across_shards) {
   metrics_registry registry(2);
   for (int i = 0; i < 3; ++i) {
@@ -31,6 +53,9 @@ TEST(metrics, counts_across_shards) {
   EXPECT_TRUE(has(text, R"(celsius_http_request_duration_seconds_count{route="/convert"} 4)"));
   EXPECT_TRUE(has(text, R"(celsius_http_request_duration_seconds_sum{route="/convert"} 0.00209)"));
   EXPECT_TRUE(has(text, "celsius_http_requests_in_flight 1"));
+  // Model metrics are always present, zero until used.
+  EXPECT_TRUE(has(text, R"(celsius_model_requests_total{outcome="ok"} 0)")) << text;
+  EXPECT_TRUE(has(text, "celsius_model_requests_in_flight 0"));
   EXPECT_TRUE(has(text, R"(celsius_build_info{version="1.2.3",app_id="abc"} 1)"));
   EXPECT_TRUE(has(text, "celsius_log_messages_dropped_total 5"));
   EXPECT_EQ(text.find("route=\"/healthz\""), std::string::npos) << "series with no requests are not emitted";
