@@ -14,8 +14,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import jsonschema
@@ -28,24 +31,73 @@ BINARY = os.environ.get("CELSIUS_SERVER_BINARY", str(SERVER_DIR / "build" / "rel
 exercised: set[tuple[str, str]] = set()
 
 
+REPO = SERVER_DIR.parent
+
+
+class Process:
+    """A child process whose output is read continuously; ready once a line matches `ready`
+    (its first group is the port), with a deadline so a missing line fails instead of hanging."""
+
+    def __init__(self, argv: list[str], ready: str, env: dict | None = None, timeout: float = 120) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **(env or {})})
+        self.lines: list[str] = []
+        self.port = 0
+        found = threading.Event()
+
+        def read() -> None:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                match = re.search(ready, line)
+                if match and not self.port:
+                    self.port = int(match.group(1))
+                    found.set()
+            found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(timeout) or not self.port:
+            self.proc.kill()
+            raise AssertionError(f"{argv[0]} did not start:\n" + "".join(self.lines[-20:]))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def start_service(*args: str) -> Process:
+    return Process([BINARY, "--host", "127.0.0.1", "--port", "0", "--max-batch", "4", "--max-body-bytes", "2048",
+                    "--max-header-bytes", "2048", *args], r'"msg":"listening".*"port":(\d+)')
+
+
 @pytest.fixture(scope="module")
 def server():
-    proc = subprocess.Popen(
-        [BINARY, "--host", "127.0.0.1", "--port", "0", "--max-batch", "4", "--max-body-bytes", "2048",
-         "--max-header-bytes", "2048"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    port = None
-    for line in proc.stdout:
-        match = re.search(r'"msg":"listening".*"port":(\d+)', line)
-        if match:
-            port = int(match.group(1))
-            break
-    assert port, "server did not start"
-    drain = threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True)
-    drain.start()
-    yield port
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+    service = start_service()
+    yield service.port
+    assert service.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory):
+    """The local TF Serving stand-in (real TensorFlow) with the exported model; its gRPC port."""
+    env = {"PYTHONPATH": str(REPO / "model" / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    base = tmp_path_factory.mktemp("model") / "f2c"
+    subprocess.run([sys.executable, "-m", "celsius_model", "export", "--output", str(base)], check=True,
+                   env={**os.environ, **env}, capture_output=True)
+    stand_in = Process([sys.executable, "-m", "celsius_model", "serve", "--port", "0", "--celsius_free_ports",
+                        "--model_name", "f2c", "--model_base_path", str(base)],
+                       r"Running gRPC ModelServer at [\d.]+:(\d+)", env)
+    yield stand_in.port
+    assert stand_in.stop() == 0
+
+
+def wait_ready(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        res, _ = call(port, "GET", "/readyz")
+        if res.status == 200:
+            return
+        time.sleep(0.1)
+    raise AssertionError("service did not become ready")
 
 
 def operation_for(path: str) -> str:
@@ -156,6 +208,49 @@ def test_docs_assets(server):
     else:
         check(server, "GET", "/docs/swagger-ui-bundle.js", 404)
     check(server, "POST", "/docs/swagger-ui-bundle.js", 405 if bundled else 404, body={})
+
+
+def test_convert_model_without_a_model_server(server):
+    check(server, "POST", "/convert/model", 503, body={"fahrenheit": 1})
+    check(server, "GET", "/convert/model?fahrenheit=1", 503)
+    check(server, "POST", "/convert/model", 422, body={"fahrenheit": -500})
+    check(server, "POST", "/convert/model", 413, body={"fahrenheit": [1, 2, 3, 4, 5]})
+    check(server, "POST", "/convert/model", 415, body=b"x", content_type="text/plain")
+    check(server, "POST", "/convert/model", 400, body=b"{", content_type="application/json")
+    check(server, "GET", "/convert/model?fahrenheit=x", 422)
+    check(server, "DELETE", "/convert/model", 405)
+
+
+def test_convert_model_answers_and_faults(model_server):
+    target = f"grpc://127.0.0.1:{model_server}"
+    services = {
+        "ok": start_service("--model-server", target),
+        "error": start_service("--model-server", target, "--model-name", "nope"),
+    }
+    # A socket that listens and never answers: the REST client's deadline passes.
+    silent = socket.create_server(("127.0.0.1", 0))
+    services["timeout"] = start_service("--model-server", f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                        "--model-timeout-ms", "200")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = unused.getsockname()[1]
+    services["down"] = start_service("--model-server", f"grpc://127.0.0.1:{dead}", "--model-timeout-ms", "300")
+    try:
+        ok = services["ok"].port
+        wait_ready(ok)
+        check(ok, "POST", "/convert/model", 200, body={"fahrenheit": 98.6})
+        check(ok, "POST", "/convert/model", 200, body={"fahrenheit": [32, -459.67, 212]})
+        check(ok, "GET", "/convert/model?fahrenheit=-40", 200)
+        check(ok, "GET", "/readyz", 200)
+        check(services["error"].port, "POST", "/convert/model", 502, body={"fahrenheit": 1})
+        check(services["timeout"].port, "POST", "/convert/model", 504, body={"fahrenheit": 1})
+        check(services["down"].port, "POST", "/convert/model", 503, body={"fahrenheit": 1})
+        check(services["down"].port, "GET", "/convert/model?fahrenheit=1", 503)
+        check(services["down"].port, "GET", "/readyz", 503)
+    finally:
+        for service in services.values():
+            assert service.stop() == 0
+        silent.close()
 
 
 def test_every_documented_operation_was_exercised(server):
