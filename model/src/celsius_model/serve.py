@@ -202,6 +202,9 @@ def _listify(array: np.ndarray) -> Any:
 class RestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "celsius-model-server"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK (40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
     core: ModelServer  # set on the subclass made by serve()
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet: one line per request is noise here
