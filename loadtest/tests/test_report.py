@@ -9,6 +9,8 @@ Expected ratios model/native: req/s 50/100 = 0.50x, p50 4/1 = 4.00x, p99 12/5 = 
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import subprocess
 import sys
@@ -83,11 +85,27 @@ def test_markdown(run_dir):
 
 
 def test_run_metadata_and_ceilings(run_dir):
-    (run_dir / "run.json").write_text('{"machine": "2 cores", "model_server": "stand-in"}')
-    (run_dir / "ceilings.json").write_text('{"/convert": {"rps": 110000, "p50_us": 550, "p99_us": 870}}')
+    (run_dir / "run.json").write_text(json.dumps({
+        "users": 16, "machine": {"cpu": "Test CPU", "cores": 2},
+        "versions": {"model_server": "stand-in", "tensorflow": "2.21.0"}}))
+    (run_dir / "ceilings.json").write_text(json.dumps({
+        "POST /convert": {"rps": 80000, "p50_us": 100, "p99_us": 400},
+        "POST /convert/model": {"rps": 2000, "p50_us": 4000, "p99_us": 9000}}))
     text = render_markdown(load_run(run_dir), [])
-    assert "- **model_server**: stand-in" in text
-    assert "| /convert | 110,000 | 550 | 870 |" in text
+    assert "- **users**: 16" in text
+    assert '"model_server": "stand-in"' in text
+    assert "| POST /convert | 80,000 | 100 | 400 |" in text
+    assert "| POST /convert/model | 2,000 | 4,000 | 9,000 |" in text
+    # 2000 / 80000 = 0.025 -> "0.03x"; 4000 / 100 = 40.
+    assert "reaches 0.03x of `/convert`'s throughput (2,000 against 80,000 req/s)" in text
+    assert "its median latency is 40.00x (4,000 us against 100 us)" in text
+    assert "Produced on 2 cores (Test CPU), model server: stand-in" in text
+
+
+def test_a_run_without_metadata_still_says_where_the_time_goes(run_dir):
+    text = render_markdown(load_run(run_dir), [])
+    assert "## Where the time goes" in text
+    assert "Ceilings (wrk" not in text
 
 
 def test_write_report_makes_charts(run_dir):

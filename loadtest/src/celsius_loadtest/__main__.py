@@ -1,5 +1,6 @@
-"""Command line: `python -m celsius_loadtest report RUN_DIR` regenerates RUN_DIR/report.md
-(and its charts) from the Locust CSV files in RUN_DIR alone."""
+"""Command line:
+  python -m celsius_loadtest run [options]   the whole local stack, Locust scenarios, wrk ceilings, report
+  python -m celsius_loadtest report RUN_DIR  regenerates RUN_DIR/report.md (and charts) from its CSV files alone"""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        from celsius_loadtest.runner import main as run_main
+
+        return run_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m celsius_loadtest", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the whole local stack and the load test (see run --help)")
     report = commands.add_parser("report", help="write RUN_DIR/report.md from the CSV files in RUN_DIR")
     report.add_argument("run_dir")
     args = parser.parse_args(argv)

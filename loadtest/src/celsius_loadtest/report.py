@@ -159,11 +159,14 @@ def render_markdown(run: Run, charts: list[str]) -> str:
                 f"| {_fmt(r.get('rps'), 1)} | {_fmt(r.get('p50_ms'))} | {_fmt(r.get('p95_ms'))} | {_fmt(r.get('p99_ms'))} "
                 f"| {_fmt(r.get('max_ms'))} |".replace("|  ", "| "))
     ratios = model_over_native(run)
-    lines += ["", "## TensorFlow Serving path against the native path", "",
+    lines += ["", "Numbers come from Locust's `_stats.csv` files (the console summary agrees with them: the "
+              "locustfile lets Locust's CSV writer make a last pass at exit).", ""]
+    lines += ["## TensorFlow Serving path against the native path", "",
               f"`{MODEL_ENDPOINT}` in the `model` scenario over `{NATIVE_ENDPOINT}` in the `native` scenario "
               "(same users, spawn rate and duration):", "",
               "| req/s | p50 | p99 |", "|---:|---:|---:|",
               f"| {_fmt_ratio(ratios.rps)} | {_fmt_ratio(ratios.p50)} | {_fmt_ratio(ratios.p99)} |", ""]
+    lines += where_the_time_goes(run)
     failures = [f for s in run.scenarios for f in s.failures.assign(scenario=s.name).to_dict("records")]
     lines += ["## Failures", ""]
     if failures:
@@ -183,6 +186,39 @@ def render_markdown(run: Run, charts: list[str]) -> str:
     lines += ["Regenerate from the CSV files alone: "
               f"`python -m celsius_loadtest report {run.path}`.", ""]
     return "\n".join(lines)
+
+
+def where_the_time_goes(run: Run) -> list[str]:
+    """A plain statement of what the numbers say, from this run's own figures."""
+    native_c, model_c = run.ceilings.get(f"POST {NATIVE_ENDPOINT}"), run.ceilings.get(f"POST {MODEL_ENDPOINT}")
+    machine = run.meta.get("machine") if isinstance(run.meta.get("machine"), dict) else {}
+    versions = run.meta.get("versions") if isinstance(run.meta.get("versions"), dict) else {}
+    by_name = {s.name: s for s in run.scenarios}
+    native = by_name["native"].endpoint(NATIVE_ENDPOINT) if "native" in by_name else None
+    lines = ["## Where the time goes", ""]
+    if machine or versions:
+        lines.append(f"- Produced on {machine.get('cores', '?')} cores ({machine.get('cpu', 'unknown CPU')}), "
+                     f"model server: {versions.get('model_server', 'unknown')}; service, model server and Locust "
+                     "share those cores.")
+    lines.append(f"- `{NATIVE_ENDPOINT}` is computed inside the service: the cost is the HTTP exchange itself "
+                 "(loopback TCP, parsing, writing the answer). "
+                 f"`{MODEL_ENDPOINT}` adds, per request, a gRPC round trip to the model server and one execution "
+                 "of the TensorFlow graph there; the validation and the HTTP side are the same code.")
+    if native_c and model_c and native_c.get("rps") and model_c.get("rps"):
+        lines.append(f"- Ceilings (wrk, same connections): `{MODEL_ENDPOINT}` reaches "
+                     f"{_fmt_ratio(_ratio(model_c['rps'], native_c['rps']))} of `{NATIVE_ENDPOINT}`'s throughput "
+                     f"({_fmt(model_c['rps'])} against {_fmt(native_c['rps'])} req/s); its median latency is "
+                     f"{_fmt_ratio(_ratio(model_c.get('p50_us'), native_c.get('p50_us')))} "
+                     f"({_fmt(model_c.get('p50_us'))} us against {_fmt(native_c.get('p50_us'))} us).")
+        if native and native.get("rps"):
+            lines.append(f"- Locust drove {_fmt(native['rps'])} req/s on `{NATIVE_ENDPOINT}`, "
+                         f"{_fmt_ratio(_ratio(native['rps'], native_c['rps']))} of the wrk ceiling: on the native "
+                         "path Locust's own CPU, not the service, limits the rate; on the model path the model "
+                         "server does.")
+    lines.append("- The service is not the model path's bottleneck: `server/bench/model-bench.sh` measures the "
+                 "service's and the model server's CPU per request side by side (see server/README.md).")
+    lines.append("")
+    return lines
 
 
 def make_charts(run: Run) -> list[str]:
