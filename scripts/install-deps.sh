@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the C++ service needs to build, test and benchmark.
 # Idempotent: packages already present are skipped, so a warm machine pays nothing.
-# Usage: scripts/install-deps.sh [cpp|bench|fuzz|all]   (default: cpp)
+# Usage: scripts/install-deps.sh [cpp|bench|fuzz|docker|all]   (default: cpp; docker is not in all)
 set -euo pipefail
 
 group="${1:-cpp}"
@@ -15,13 +15,15 @@ cpp_pkgs=(
 )
 bench_pkgs=(wrk nginx-light util-linux)
 fuzz_pkgs=(clang libclang-rt-14-dev clang-format clang-tidy)
+docker_pkgs=(docker.io docker-compose debootstrap)
 
 case "$group" in
   cpp) want=("${cpp_pkgs[@]}") ;;
   bench) want=("${cpp_pkgs[@]}" "${bench_pkgs[@]}") ;;
   fuzz) want=("${cpp_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
+  docker) want=("${docker_pkgs[@]}") ;;
   all) want=("${cpp_pkgs[@]}" "${bench_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
-  *) echo "usage: $0 [cpp|bench|fuzz|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [cpp|bench|fuzz|docker|all]" >&2; exit 2 ;;
 esac
 
 missing=()

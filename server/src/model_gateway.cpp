@@ -42,6 +42,7 @@ model_gateway::model_gateway(std::unique_ptr<model_client> client, model_gateway
     : client_(std::move(client)),
       options_(std::move(options)),
       breaker_(options_.breaker_threshold, options_.breaker_open_for),
+      state_{false, fmt::format("model '{}': status not known yet", options_.name)},
       version_(options_.version.value_or(0)) {}
 
 model_gateway::~model_gateway() {

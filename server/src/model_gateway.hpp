@@ -92,7 +92,7 @@ class model_gateway {
 
   mutable std::mutex mutex_;  // guards the fields below
   std::condition_variable cv_;
-  readiness state_{false, "model status not known yet"};
+  readiness state_;
   std::int64_t version_ = 0;
   std::size_t in_flight_ = 0;
   bool stopping_ = false;

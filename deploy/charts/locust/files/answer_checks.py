@@ -1,0 +1,1 @@
+../../../../loadtest/answer_checks.py
