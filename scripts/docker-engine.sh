@@ -9,15 +9,18 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 base_image="debian:bookworm-slim"
 
-"$root/scripts/install-deps.sh" docker
-
 if ! docker info >/dev/null 2>&1; then
+  # No engine answering (e.g. a fresh Debian machine): Debian's engine, compose and debootstrap.
+  "$root/scripts/install-deps.sh" docker
   echo "docker-engine: starting dockerd"
   nohup dockerd >/var/log/celsius-dockerd.log 2>&1 &
   for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { tail -30 /var/log/celsius-dockerd.log >&2; exit 1; }
 fi
 echo "docker-engine: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}')"
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  "$root/scripts/install-deps.sh" docker
+fi
 
 if docker image inspect "$base_image" >/dev/null 2>&1; then
   echo "docker-engine: $base_image present"
@@ -34,6 +37,7 @@ mirror="${mirror:-http://deb.debian.org/debian}"
 rootfs="$(mktemp -d)"
 trap 'rm -rf "$rootfs"' EXIT
 echo "docker-engine: no registry; debootstrap bookworm (minbase) from $mirror"
+command -v debootstrap >/dev/null || "$root/scripts/install-deps.sh" docker
 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/tmp/celsius-debootstrap.log 2>&1 \
   || { tail -30 /tmp/celsius-debootstrap.log >&2; exit 1; }
 # Slim like the official image: no apt lists, docs or man pages.

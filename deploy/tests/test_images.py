@@ -6,6 +6,7 @@ here is removed afterwards."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -123,7 +124,8 @@ def test_server_and_stand_in_on_a_user_network(cleanup):
     # The model image's default command copies the SavedModel into the shared volume.
     docker("run", "--rm", "-v", f"{volume}:/shared", f"celsius/model:{TAG}", timeout=120)
     cleanup.append(("volume", volume))
-    run(cleanup, f"{PREFIX}-tfs", "--network", network, "--network-alias", "tf-serving", "--read-only",
+    # TensorFlow needs a writable temporary directory, even with a read-only root filesystem.
+    run(cleanup, f"{PREFIX}-tfs", "--network", network, "--network-alias", "tf-serving", "--read-only", "--tmpfs", "/tmp",
         "-v", f"{volume}:/shared:ro", "-e", "MODEL_NAME=f2c", "-e", "MODEL_BASE_PATH=/shared",
         f"celsius/model-server:{TAG}")
     name = run(cleanup, f"{PREFIX}-server-model", "--network", network, "--read-only", "-p", "127.0.0.1::8000",
@@ -149,3 +151,42 @@ def test_every_image_has_oci_labels_and_a_numeric_non_root_user():
 def test_loadtest_image_runs_locust():
     out = docker("run", "--rm", f"celsius/loadtest:{TAG}", "--version", timeout=120)
     assert out.startswith("locust 2.47.0")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_compose_stack_with_the_stand_in():
+    """deploy/compose.yaml + the stand-in override, up for real: the model is copied by the
+    model image, the service answers /convert/model from the host, Locust's web UI is up."""
+    from pathlib import Path
+
+    deploy = Path(__file__).resolve().parents[1]
+    project = f"{PREFIX}-compose"
+    port, web = free_port(), free_port()
+    env = {"CELSIUS_PORT": str(port), "LOCUST_WEB_PORT": str(web), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    # Debian's docker-compose 1.29, or Compose v2 where that is what the machine has.
+    base_command = ["docker-compose"] if shutil.which("docker-compose") else ["docker", "compose"]
+    compose = [*base_command, "-p", project, "-f", str(deploy / "compose.yaml"), "-f",
+               str(deploy / "compose.stand-in.yaml")]
+
+    def run_compose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([*compose, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+    assert run_compose("config", "-q").returncode == 0
+    try:
+        up = run_compose("up", "-d", "--scale", "locust-worker=1")
+        assert up.returncode == 0, up.stderr
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/readyz", timeout=180)
+        status, body = http("POST", base + "/convert/model", {"fahrenheit": 212})
+        assert status == 200 and body["celsius"] == 100 and body["model"]["name"] == "f2c", body
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=10) as page:
+            assert page.status == 200 and b"Locust" in page.read()
+    finally:
+        run_compose("down", "-v", "--remove-orphans")
