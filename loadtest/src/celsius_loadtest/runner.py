@@ -300,7 +300,8 @@ def main(argv: list[str]) -> int:
         return 2
     if args.spawn_rate is None:
         args.spawn_rate = args.users
-    args.command_line = "python -m celsius_loadtest run " + " ".join(argv)
+    # scripts/run.sh names itself; run directly, this module is the command.
+    args.command_line = os.environ.get("CELSIUS_RUN_COMMAND") or "python -m celsius_loadtest run " + " ".join(argv)
 
     def terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind and stop everything
         raise KeyboardInterrupt
