@@ -91,3 +91,38 @@ def test_report_written_with_charts(run_dir):
     assert "| mixed | POST /convert/model |" in report
     for chart in ("latency_percentiles.png", "over_time.png"):
         assert (run_dir / chart).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ctrl_c_stops_every_process_the_run_started(tmp_path):
+    """Interrupted mid-scenario, the runner stops the model server, the service and Locust,
+    and exits 130: nothing keeps listening on the ports it used."""
+    import re
+    import signal
+    import socket
+    import time
+
+    if not SERVER_BINARY.exists():
+        pytest.skip(f"{SERVER_BINARY} not built")
+    env = {**os.environ, "PYTHONPATH": str(HERE / "src"), "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celsius_loadtest", "run", "--duration", "60s", "--users", "2", "--ceiling-seconds", "0",
+         "--results", str(tmp_path), "--run-id", "interrupted", "--binary", str(SERVER_BINARY),
+         "--model-server", "stand-in"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if "Locust scenario 'native'" in line or time.monotonic() > deadline:
+            break
+    text = "".join(lines)
+    ports = [int(p) for p in re.findall(r"gRPC :(\d+), REST :(\d+)", text)[0]]
+    ports.append(int(re.search(r"celsius-server on http://127\.0\.0\.1:(\d+)", text).group(1)))
+    time.sleep(3)  # Locust is running
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, text + rest
+    assert "stopped every process" in rest
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"

@@ -74,7 +74,8 @@ task<void> serve(worker_state& worker, const app& application, tcp_socket socket
 // until the answer is in; main waits for the gateway to be idle before the loops are
 // destroyed, so a late callback never posts to a dead io_context.
 template <typename CompletionToken>
-auto async_predict(model_gateway& gateway, std::span<const double> fahrenheit, executor ex, CompletionToken&& token) {
+auto async_predict(model_gateway& gateway, std::span<const double> fahrenheit, const executor& ex,
+                   CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(predict_result)>(
       [&gateway, fahrenheit, ex](auto handler) {
         struct pending {

@@ -300,11 +300,10 @@ predict_result parse_rest_predictions(std::string_view body, std::size_t expecte
 std::string parse_rest_error(std::string_view body) {
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseNanAndInfFlag>(body.data(), body.size());
-  if (!doc.HasParseError() && doc.IsObject()) {
-    const auto it = doc.FindMember("error");
-    if (it != doc.MemberEnd() && it->value.IsString()) {
-      return std::string(it->value.GetString(), it->value.GetStringLength());
-    }
+  // (HasMember rather than FindMember: comparing RapidJSON 1.1's member iterators is
+  // ambiguous in C++20.)
+  if (!doc.HasParseError() && doc.IsObject() && doc.HasMember("error") && doc["error"].IsString()) {
+    return std::string(doc["error"].GetString(), doc["error"].GetStringLength());
   }
   return shorten(body);
 }

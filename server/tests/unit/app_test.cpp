@@ -117,21 +117,21 @@ TEST_F(app_with_model_test, a_valid_request_becomes_a_model_call) {
 TEST_F(app_with_model_test, model_answers_add_the_model_to_the_convert_body) {
   auto res = app_.model_answer(input({212}, false), model_prediction{{100.0}, 3}, 1);
   EXPECT_EQ(res.status, 200u);
-  EXPECT_EQ(res.body,
-            R"({"fahrenheit":212,"celsius":100,"app_id":"00000000-0000-4000-8000-000000000000",)"
-            R"("model":{"name":"f2c","version":"3"}})");
+  EXPECT_EQ(res.body, R"({"fahrenheit":212,"celsius":100,"app_id":"00000000-0000-4000-8000-000000000000",)"
+                      R"("model":{"name":"f2c","version":"3"}})");
   // REST answers name no version: the one the status poll found is used.
   res = app_.model_answer(input({32, 212}, true), model_prediction{{0.0, 100.0}, 0}, 1);
-  EXPECT_EQ(res.body,
-            R"({"fahrenheit":[32,212],"celsius":[0,100],"app_id":"00000000-0000-4000-8000-000000000000",)"
-            R"("model":{"name":"f2c","version":"1"}})");
+  EXPECT_EQ(res.body, R"({"fahrenheit":[32,212],"celsius":[0,100],"app_id":"00000000-0000-4000-8000-000000000000",)"
+                      R"("model":{"name":"f2c","version":"1"}})");
 }
 
 TEST_F(app_with_model_test, model_failures_map_to_502_503_504) {
   const auto in = input({1}, false);
   const std::vector<std::tuple<model_failure, unsigned, std::string>> cases = {
-      {model_failure::unavailable, 503, "model_unavailable"}, {model_failure::rejected, 503, "model_unavailable"},
-      {model_failure::timeout, 504, "model_timeout"},         {model_failure::error, 502, "model_error"},
+      {model_failure::unavailable, 503, "model_unavailable"},
+      {model_failure::rejected, 503, "model_unavailable"},
+      {model_failure::timeout, 504, "model_timeout"},
+      {model_failure::error, 502, "model_error"},
       {model_failure::malformed, 502, "model_error"}};
   for (const auto& [kind, status, code] : cases) {
     const auto res = app_.model_answer(in, model_error{kind, "the detail"}, 1);

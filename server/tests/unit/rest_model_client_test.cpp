@@ -38,18 +38,18 @@ TEST(rest_predictions, reads_bare_nan_and_infinity_tokens) {
 }
 
 TEST(rest_predictions, malformed_answers_are_reported_not_trusted) {
-  for (const auto& [body, expected] : std::vector<std::pair<std::string, std::size_t>>{
-           {"", 1},
-           {"not json", 1},
-           {R"({"outputs": [1.0]})", 1},
-           {R"({"predictions": 1.0})", 1},
-           {R"({"predictions": {"celsius": [1.0]}})", 1},
-           {R"({"predictions": ["1.0"]})", 1},
-           {R"({"predictions": [[1.0]]})", 1},
-           {R"({"predictions": [1.0, null]})", 2},
-           {R"({"predictions": [1.0, 2.0]})", 1},
-           {R"({"predictions": [1.0]})", 2},
-           {R"({"predictions": [1.0])", 1}}) {
+  for (const auto& [body, expected] :
+       std::vector<std::pair<std::string, std::size_t>>{{"", 1},
+                                                        {"not json", 1},
+                                                        {R"({"outputs": [1.0]})", 1},
+                                                        {R"({"predictions": 1.0})", 1},
+                                                        {R"({"predictions": {"celsius": [1.0]}})", 1},
+                                                        {R"({"predictions": ["1.0"]})", 1},
+                                                        {R"({"predictions": [[1.0]]})", 1},
+                                                        {R"({"predictions": [1.0, null]})", 2},
+                                                        {R"({"predictions": [1.0, 2.0]})", 1},
+                                                        {R"({"predictions": [1.0]})", 2},
+                                                        {R"({"predictions": [1.0])", 1}}) {
     const auto result = parse_rest_predictions(body, expected);
     ASSERT_TRUE(std::holds_alternative<model_error>(result)) << body;
     EXPECT_EQ(std::get<model_error>(result).kind, model_failure::malformed) << body;
