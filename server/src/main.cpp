@@ -78,8 +78,8 @@ int main(int argc, char** argv) {
   metrics_registry metrics(cfg.threads);
   app application(cfg, app_id, metrics);
 
-  // Declared before the server: it outlives the event loops, and the loops are only
-  // destroyed after wait_idle() below, so no model callback can post to a dead loop.
+  // Outlives the event loops' work: it is destroyed (after waiting for every call in flight)
+  // only once the server has stopped, so no model callback can post to a dead loop.
   std::unique_ptr<model_gateway> gateway;
   if (!cfg.model_server.empty()) {
     gateway = make_gateway(cfg);
@@ -116,7 +116,11 @@ int main(int argc, char** argv) {
   log_info("shutting down", fmt::format(R"("signal":"{}","grace_ms":{})",
                                         signal_number == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_grace_ms));
   const bool drained = srv.stop(std::chrono::milliseconds(cfg.shutdown_grace_ms));
-  if (gateway) gateway->wait_idle();
+  // Every model callback has returned (so none can post to a loop), and the status poller
+  // has stopped before logging shuts down. The loops are stopped: nothing calls the app.
+  application.set_readiness_check({});
+  application.set_model(nullptr);
+  gateway.reset();
   log_info("stopped", fmt::format(R"("drained":{})", drained));
   shutdown_logging();
   return 0;
