@@ -36,23 +36,26 @@ bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; 
 // channels that used it, and tears it down with the last of them; a channel made while
 // that teardown runs makes gRPC's own poller thread free the queue twice (seen under ASan,
 // entirely inside libgrpc). The service keeps one channel for its whole life, so it never
-// meets this; the tests make and drop clients, so one client that has made a call is kept
-// for the whole test run.
+// meets this. The tests make several clients, so none is ever destroyed: each is kept, still
+// reachable (no leak report), until the process exits; and one that has made a call exists
+// before the first test. (A CI run under ASan once hung in this area with clients being
+// destroyed between calls.)
+model_client& kept(std::unique_ptr<model_client> client) {
+  static auto* const clients = new std::vector<std::unique_ptr<model_client>>();
+  clients->push_back(std::move(client));
+  return *clients->back();
+}
+
 class keep_callback_queue : public ::testing::Environment {
  public:
   void SetUp() override {
     grpc_model_options options;
     options.target = "127.0.0.1:9";  // nothing listens there: the call only has to be made
     options.timeout = std::chrono::milliseconds(200);
-    client_ = make_grpc_model_client(options);
-    std::promise<void> done;
-    client_->status([&done](model_status) { done.set_value(); });
-    done.get_future().wait();
+    auto done = std::make_shared<std::promise<void>>();
+    kept(make_grpc_model_client(options)).status([done](model_status) { done->set_value(); });
+    ASSERT_EQ(done->get_future().wait_for(30s), std::future_status::ready) << "gRPC never called back";
   }
-  void TearDown() override { client_.reset(); }
-
- private:
-  std::unique_ptr<model_client> client_;
 };
 const auto* const keep_callback_queue_registered = ::testing::AddGlobalTestEnvironment(new keep_callback_queue);
 
@@ -68,9 +71,9 @@ class grpc_client : public ::testing::Test {
     server_ = nullptr;
   }
   void SetUp() override { CELSIUS_REQUIRE_PYTHON(); }
-  static std::unique_ptr<model_client> client(grpc_model_options options = {}) {
+  static model_client& client(grpc_model_options options = {}) {
     if (options.target.empty()) options.target = "127.0.0.1:" + std::to_string(grpc_port_of(*server_));
-    return make_grpc_model_client(options);
+    return kept(make_grpc_model_client(options));
   }
   static inline server_process* server_ = nullptr;
 };
@@ -80,7 +83,7 @@ TEST_F(grpc_client, predictions_are_bit_identical_to_the_native_path) {
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<double> temps(-459.67, 1000);
   for (int i = 0; i < 10000; ++i) values.push_back(temps(rng));
-  const auto result = predict_sync(*client(), values);
+  const auto result = predict_sync(client(), values);
   ASSERT_TRUE(std::holds_alternative<model_prediction>(result)) << std::get<model_error>(result).message;
   const auto& prediction = std::get<model_prediction>(result);
   EXPECT_EQ(prediction.version, 1);
@@ -91,7 +94,7 @@ TEST_F(grpc_client, predictions_are_bit_identical_to_the_native_path) {
 }
 
 TEST_F(grpc_client, status_reports_the_available_version) {
-  const auto status = status_sync(*client());
+  const auto status = status_sync(client());
   EXPECT_TRUE(status.available) << status.detail;
   EXPECT_EQ(status.version, 1);
 }
@@ -99,17 +102,17 @@ TEST_F(grpc_client, status_reports_the_available_version) {
 TEST_F(grpc_client, model_server_errors_carry_its_message) {
   grpc_model_options unknown;
   unknown.model_name = "nope";
-  const auto result = predict_sync(*client(unknown), {1.0});
+  const auto result = predict_sync(client(unknown), {1.0});
   ASSERT_TRUE(std::holds_alternative<model_error>(result));
   EXPECT_EQ(std::get<model_error>(result).kind, model_failure::error);
   EXPECT_NE(std::get<model_error>(result).message.find("Servable not found"), std::string::npos);
-  const auto status = status_sync(*client(unknown));
+  const auto status = status_sync(client(unknown));
   EXPECT_FALSE(status.available);
   EXPECT_NE(status.detail.find("Servable not found"), std::string::npos);
 
   grpc_model_options wrong_version;
   wrong_version.model_version = 2;
-  const auto versioned = predict_sync(*client(wrong_version), {1.0});
+  const auto versioned = predict_sync(client(wrong_version), {1.0});
   ASSERT_TRUE(std::holds_alternative<model_error>(versioned));
   EXPECT_EQ(std::get<model_error>(versioned).kind, model_failure::error);
 }
@@ -118,11 +121,11 @@ TEST(grpc_client_faults, a_dead_model_server_is_unavailable_without_hanging) {
   grpc_model_options options;
   options.target = "127.0.0.1:" + std::to_string(unused_port());
   options.timeout = 500ms;
-  const auto result = predict_sync(*make_grpc_model_client(options), {1.0});
+  const auto result = predict_sync(kept(make_grpc_model_client(options)), {1.0});
   ASSERT_TRUE(std::holds_alternative<model_error>(result));
   const auto kind = std::get<model_error>(result).kind;
   EXPECT_TRUE(kind == model_failure::unavailable || kind == model_failure::timeout);
-  EXPECT_FALSE(status_sync(*make_grpc_model_client(options)).available);
+  EXPECT_FALSE(status_sync(kept(make_grpc_model_client(options))).available);
 }
 
 TEST(grpc_client_faults, a_slow_model_server_times_out) {
@@ -131,7 +134,7 @@ TEST(grpc_client_faults, a_slow_model_server_times_out) {
   grpc_model_options options;
   options.target = "127.0.0.1:" + std::to_string(grpc_port_of(*slow));
   options.timeout = 200ms;
-  const auto result = predict_sync(*make_grpc_model_client(options), {1.0});
+  const auto result = predict_sync(kept(make_grpc_model_client(options)), {1.0});
   ASSERT_TRUE(std::holds_alternative<model_error>(result));
   EXPECT_EQ(std::get<model_error>(result).kind, model_failure::timeout);
   EXPECT_EQ(slow->stop(std::chrono::seconds(60)), 0);
