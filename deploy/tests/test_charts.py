@@ -57,9 +57,11 @@ def env_of(c: dict) -> dict:
 
 
 CI_SETS = {chart: sorted(p.name for p in (CHARTS / chart / "ci").glob("*.yaml")) for chart in ("celsius", "locust")}
+# Every chart with its defaults (None) and with each value set under ci/.
+RENDERED_SETS = [(chart, values) for chart, sets in CI_SETS.items() for values in [None, *sets]]
 
 
-@pytest.mark.parametrize("chart,values", [(c, v) for c, vs in CI_SETS.items() for v in [None, *vs]])
+@pytest.mark.parametrize("chart,values", RENDERED_SETS)
 def test_helm_lint_strict(chart, values):
     args = ["lint", "--strict", str(CHARTS / chart), "--kube-version", KUBE_VERSION]
     if values:
@@ -339,12 +341,6 @@ def test_locust_schema_rejects(setting):
 
 # ---------------------------------------------------------------- kubeconform and kube-score
 
-def rendered_sets():
-    for chart, sets in CI_SETS.items():
-        for values in [None, *sets]:
-            yield chart, values
-
-
 @pytest.fixture(scope="module")
 def schema_dir(tmp_path_factory) -> Path:
     """kubernetes-validate's schemas for KUBE_VERSION in kubeconform's layout. Their $refs
@@ -373,7 +369,7 @@ def test_kubeconform_catches_an_invalid_manifest(tmp_path, schema_dir):
     assert done.returncode != 0 and "typo" in done.stdout, done.stdout
 
 
-@pytest.mark.parametrize("chart,values", list(rendered_sets()))
+@pytest.mark.parametrize("chart,values", RENDERED_SETS)
 def test_kubeconform_strict(chart, values, tmp_path, schema_dir):
     args = ["template", "r", str(CHARTS / chart), "--kube-version", KUBE_VERSION]
     if values:
