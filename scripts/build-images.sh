@@ -10,7 +10,7 @@
 # none: nothing happens.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/server/CMakeLists.txt")"
+version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/CMakeLists.txt")"
 revision="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 source_url="$(git -C "$root" remote get-url origin 2>/dev/null || echo unknown)"
 images=("$@")
@@ -39,7 +39,7 @@ build() {  # name, context, [dockerfile]
 }
 for image in "${images[@]}"; do
   case "$image" in
-    server) build server "$root/server" ;;
+    server) build server "$root" "$root/server/Dockerfile" ;;
     model-server) build model-server "$root/model" ;;
     model) build model "$root/model" "$root/model/model.Dockerfile" ;;
     loadtest) build loadtest "$root/loadtest" ;;

@@ -14,9 +14,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 "$root/scripts/install-deps.sh" bench
-cd "$root/server"
+cd "$root"
 binary=build/release/celsius-server
-if [[ ! -x "$binary" ]] || [[ -n "$(find src api proto CMakeLists.txt -newer "$binary" -print -quit)" ]]; then
+if [[ ! -x "$binary" ]] || [[ -n "$(find server/src server/api proto CMakeLists.txt server/CMakeLists.txt -newer "$binary" -print -quit)" ]]; then
   echo "==> building the service (release preset)"
   cmake --preset release >/dev/null
   cmake --build --preset release --target celsius-server

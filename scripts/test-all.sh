@@ -39,22 +39,25 @@ build_and_test() {
 }
 
 release_build() {
-  cd "$root/server"
+  cd "$root"
   cmake --preset release >/dev/null
   cmake --build --preset release
 }
 
+# The C++ sources clang-format and clang-tidy check (the CMake project: server/, model_server/).
+cpp_sources() { find server/src server/tests server/bench \( -name '*.cpp' -o -name '*.hpp' \) | sort; }
+
 stage_cpp() {
-  cd "$root/server"
+  cd "$root"
   step "format check (clang-format)"
-  find src tests bench -name '*.cpp' -o -name '*.hpp' | sort | xargs clang-format --dry-run --Werror
+  cpp_sources | xargs clang-format --dry-run --Werror
   echo "formatted"
 
   step "release build and tests"
   build_and_test release
 
-  step "static analysis (clang-tidy, server/.clang-tidy)"
-  if ! find src -name '*.cpp' | sort | xargs -P2 -n4 clang-tidy -p build/release --quiet \
+  step "static analysis (clang-tidy, .clang-tidy)"
+  if ! find server/src -name '*.cpp' | sort | xargs -P2 -n4 clang-tidy -p build/release --quiet \
     --extra-arg=-DBOOST_ASIO_HAS_CO_AWAIT --extra-arg=-DBOOST_ASIO_HAS_STD_COROUTINE >"$log.tidy" 2>&1; then
     grep -v "warnings generated" "$log.tidy"
     exit 1
@@ -62,7 +65,7 @@ stage_cpp() {
   echo "clean"
 
   step "OpenAPI contract tests"
-  "$bin/pytest" -q tests/contract | tee -a "$log"
+  "$bin/pytest" -q server/tests/contract | tee -a "$log"
 
   step "microbenchmarks (smoke run; numbers here are not measurements)"
   build/release/celsius-microbench --benchmark_min_time=0.01 >/dev/null
@@ -77,7 +80,7 @@ stage_cpp() {
   local corpus
   corpus="$(mktemp -d)"
   build/fuzz/celsius-fuzz-request -max_total_time="${CELSIUS_FUZZ_SECONDS:-60}" -max_len=4096 \
-    -dict=tests/fuzz/http.dict -print_final_stats=1 "$corpus" tests/fuzz/corpus 2>&1 \
+    -dict=server/tests/fuzz/http.dict -print_final_stats=1 "$corpus" server/tests/fuzz/corpus 2>&1 \
     | grep -E "^Done|stat::number_of_executed_units"
   rm -rf "$corpus"
   fuzz_runs=1
@@ -90,11 +93,11 @@ stage_python() {
   "$bin/ruff" check model loadtest server/tests/contract deploy/tests
 
   step "model: SavedModel export and local model server tests (real TensorFlow runtime)"
-  PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/server/build/release/celsius-server" \
+  PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
     "$bin/pytest" -q model/tests | tee -a "$log"
 
   step "load test: locustfile, report generator, the main job end to end (real Locust, service, model server)"
-  PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg CELSIUS_SERVER_BINARY="$root/server/build/release/celsius-server" \
+  PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
     "$bin/pytest" -q loadtest/tests | tee -a "$log"
 }
 

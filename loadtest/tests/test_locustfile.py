@@ -20,7 +20,7 @@ from celsius_loadtest.report import write_report
 
 HERE = Path(__file__).resolve().parents[1]
 REPO = HERE.parent
-SERVER_BINARY = Path(os.environ.get("CELSIUS_SERVER_BINARY", REPO / "server/build/release/celsius-server"))
+SERVER_BINARY = Path(os.environ.get("CELSIUS_SERVER_BINARY", REPO / "build/release/celsius-server"))
 LOCUST = Path(sys.executable).with_name("locust")
 STATS_HEADER = ["Type", "Name", "Request Count", "Failure Count", "Median Response Time"]
 

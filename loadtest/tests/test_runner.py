@@ -16,7 +16,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parents[1]
 REPO = HERE.parent
-SERVER_BINARY = Path(os.environ.get("CELSIUS_SERVER_BINARY", REPO / "server/build/release/celsius-server"))
+SERVER_BINARY = Path(os.environ.get("CELSIUS_SERVER_BINARY", REPO / "build/release/celsius-server"))
 CSV_HEADERS = {
     "_stats.csv": ["Type", "Name", "Request Count", "Failure Count", "Median Response Time", "Requests/s"],
     "_stats_history.csv": ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Total Request Count"],

@@ -19,7 +19,7 @@ import tensorflow as tf
 from celsius_model import export, reference_celsius
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_BINARY = Path(os.environ.get("CELSIUS_SERVER_BINARY", REPO / "server/build/release/celsius-server"))
+SERVER_BINARY = Path(os.environ.get("CELSIUS_SERVER_BINARY", REPO / "build/release/celsius-server"))
 ABSOLUTE_ZERO = -459.67
 
 

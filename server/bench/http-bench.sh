@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-server_dir="$(dirname "$here")"
+repo="$(cd "$here/../.." && pwd)"
 duration=10 rounds=3 connections=64 log_level=info
 while (($#)); do
   case "$1" in
@@ -24,9 +24,9 @@ done
 for tool in wrk nginx taskset curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh bench" >&2; exit 1; }
 done
-binary="$server_dir/build/release/celsius-server"
+binary="$repo/build/release/celsius-server"
 if [[ ! -x "$binary" ]]; then
-  (cd "$server_dir" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
+  (cd "$repo" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
 fi
 (( $(nproc) >= 2 )) || { echo "needs 2 CPUs (server on one, wrk on the other)" >&2; exit 1; }
 

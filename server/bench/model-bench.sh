@@ -28,8 +28,8 @@ done
 for tool in wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh bench" >&2; exit 1; }
 done
-binary="$server_dir/build/release/celsius-server"
-[[ -x "$binary" ]] || (cd "$server_dir" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
+binary="$repo/build/release/celsius-server"
+[[ -x "$binary" ]] || (cd "$repo" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
 python="${CELSIUS_PYTHON:-$repo/.venv/bin/python}"
 
 work="$(mktemp -d)"

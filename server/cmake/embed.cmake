@@ -30,7 +30,7 @@ function(celsius_swagger_ui sources_var available_var)
   set(dir "${CELSIUS_SWAGGER_UI_DIR}")
   if(NOT dir)
     # Shared by every preset's build tree, so `npm ci` runs once per checkout.
-    set(npm_root ${CMAKE_CURRENT_SOURCE_DIR}/build/swagger-ui)
+    set(npm_root ${CMAKE_SOURCE_DIR}/build/swagger-ui)
     set(dir ${npm_root}/node_modules/swagger-ui-dist)
     if(NOT EXISTS ${dir}/swagger-ui-bundle.js)
       find_program(NPM npm)

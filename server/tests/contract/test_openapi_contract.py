@@ -26,7 +26,7 @@ import pytest
 
 SERVER_DIR = Path(__file__).resolve().parents[2]
 SPEC = json.loads((SERVER_DIR / "api" / "openapi.json").read_text())
-BINARY = os.environ.get("CELSIUS_SERVER_BINARY", str(SERVER_DIR / "build" / "release" / "celsius-server"))
+BINARY = os.environ.get("CELSIUS_SERVER_BINARY", str(SERVER_DIR.parent / "build" / "release" / "celsius-server"))
 
 exercised: set[tuple[str, str]] = set()
 
