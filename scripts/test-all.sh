@@ -6,7 +6,8 @@
 #         randomized), clang-tidy, OpenAPI contract tests, microbenchmark smoke run,
 #         ASan+UBSan build + ctest, bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
 # python: ruff; the SavedModel export and the local model server (real TensorFlow); the
-#         locustfile with real Locust, the report generator, the whole main job end to end.
+#         locustfile with real Locust, the report generator, the sweep's step logic, the whole
+#         main job end to end (Locust scenarios and a short capacity sweep with vegeta).
 # charts: helm lint --strict, rendered-manifest tests, values schema, kubeconform, kube-score;
 #         actionlint on the GitHub workflow.
 # images: hadolint, every image built with Docker (engine started if needed), containers run
@@ -88,6 +89,7 @@ stage_cpp() {
 
 stage_python() {
   release_build >/dev/null  # the Python tests drive the real service
+  "$root/scripts/install-tools.sh" vegeta >/dev/null  # the main job's sweep (go install, pinned)
   cd "$root"
   step "Python lint (ruff)"
   "$bin/ruff" check model loadtest server/tests/contract deploy/tests
@@ -96,7 +98,7 @@ stage_python() {
   PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
     "$bin/pytest" -q model/tests | tee -a "$log"
 
-  step "load test: locustfile, report generator, the main job end to end (real Locust, service, model server)"
+  step "load test: locustfile, report generator, sweep logic, the main job end to end (real Locust, vegeta, service, model server)"
   PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
     "$bin/pytest" -q loadtest/tests | tee -a "$log"
 }

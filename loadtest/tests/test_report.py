@@ -84,28 +84,24 @@ def test_markdown(run_dir):
     assert "![latency_percentiles](latency_percentiles.png)" in text
 
 
-def test_run_metadata_and_ceilings(run_dir):
+def test_run_metadata(run_dir):
     (run_dir / "run.json").write_text(json.dumps({
         "users": 16, "machine": {"cpu": "Test CPU", "cores": 2},
         "versions": {"model_server": "stand-in", "tensorflow": "2.21.0"}}))
-    (run_dir / "ceilings.json").write_text(json.dumps({
-        "POST /convert": {"rps": 80000, "p50_us": 100, "p99_us": 400},
-        "POST /convert/model": {"rps": 2000, "p50_us": 4000, "p99_us": 9000}}))
     text = render_markdown(load_run(run_dir), [])
     assert "- **users**: 16" in text
-    assert '"model_server": "stand-in"' in text
-    assert "| POST /convert | 80,000 | 100 | 400 |" in text
-    assert "| POST /convert/model | 2,000 | 4,000 | 9,000 |" in text
-    # 2000 / 80000 = 0.025 -> "0.03x"; 4000 / 100 = 40.
-    assert "reaches 0.03x of `/convert`'s throughput (2,000 against 80,000 req/s)" in text
-    assert "its median latency is 40.00x (4,000 us against 100 us)" in text
-    assert "Produced on 2 cores (Test CPU), model server: stand-in" in text
+    assert '"model\\_server": "stand-in"' in text  # the underscore escaped: shown as written
 
 
-def test_a_run_without_metadata_still_says_where_the_time_goes(run_dir):
+def test_locust_limits_from_the_runs_own_figures(run_dir):
+    """native: 1,000 requests at 100 req/s; Locust used 5 CPU s in 10 s of wall time = 0.50
+    cores, 5,000 us per request; the service 0.1 s = 100 us per request."""
+    (run_dir / "run.json").write_text(json.dumps({"locust_cpu": {"native": {
+        "wall_s": 10, "locust_cpu_s": 5.0, "service_cpu_s": 0.1, "model_server_cpu_s": 0.0}}}))
     text = render_markdown(load_run(run_dir), [])
-    assert "## Where the time goes" in text
-    assert "Ceilings (wrk" not in text
+    assert ("- `native`: Locust drove 100 req/s on `/convert` and used 0.50 CPU cores for it (5.00 ms of Locust "
+            "CPU per request, against 100 us in the service).") in text
+    assert "closed loop" in text
 
 
 def test_write_report_makes_charts(run_dir):
@@ -125,4 +121,4 @@ def test_command_line(run_dir, tmp_path):
     assert (run_dir / "report.md").exists()
     missing = subprocess.run([sys.executable, "-m", "celsius_loadtest", "report", str(tmp_path / "nothing")],
                              capture_output=True, text=True, env=env, timeout=120)
-    assert missing.returncode == 2 and "no Locust" in missing.stderr
+    assert missing.returncode == 2 and "no Locust" in missing.stderr and "no sweep.json" in missing.stderr
