@@ -30,7 +30,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from celsius_loadtest import steps as plan
-from celsius_loadtest.report import load_run, md_table, md_text, render_markdown, scrub_paths, write_report
+from celsius_loadtest.report import load_run, md_code, md_table, md_text, render_markdown, scrub_paths, write_report
 from celsius_loadtest.stack import REPO
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run"
@@ -192,8 +192,10 @@ def test_cpu_per_request_at_the_knee(run_dir):
     text = render_markdown(load_run(run_dir), [])
     table = table_with(rendered_tables(text), "service CPU/request")
     rows = {r[0][0]: [c for c, _ in r][1:] for r in table[1:]}
-    # at, service, service cores, model server, model server cores, total, generator (0.1 s / 400 = 250 us)
-    assert rows["model, gRPC, unbatched"] == ["100", "100 us", "0.01", "1.00 ms", "0.10", "1.10 ms", "250 us"]
+    # at, service, service cores, model server, model server cores, total, resolution (10 ms / 400 requests),
+    # generator (0.1 s / 400 = 250 us)
+    assert rows["model, gRPC, unbatched"] == ["100", "100 us", "0.01", "1.00 ms", "0.10", "1.10 ms", "\u00b1 25 us",
+                                              "250 us"]
     assert rows["native (POST /convert)"][:6] == ["200", "10 us", "0.00", "0 us", "0.00", "10 us"]
     assert ("- model, gRPC, unbatched: 1.10 ms of CPU per request at 100 req/s, 91 % of it in the model server and "
             "9 % in the service; 110.00x native's 10 us.") in text
@@ -251,3 +253,54 @@ def test_undecodable_bytes_in_a_failures_file(run_dir):
     table = table_with(rendered_tables(render_markdown(load_run(run_dir), [])), "occurrences")
     native = [[c for c, _ in r] for r in table[1:] if r[0][0] == "native"]
     assert native == [["native", "POST /convert", "\ufffd\ufffd not UTF-8 | <b>x</b>", "3"]]
+
+
+def rendered_code(markdown: str) -> list[str]:
+    class Code(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.spans, self.inside = [], False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "code":
+                self.inside = True
+                self.spans.append("")
+
+        def handle_endtag(self, tag):
+            self.inside = self.inside and tag != "code"
+
+        def handle_data(self, data):
+            if self.inside:
+                self.spans[-1] += data
+
+    parser = Code()
+    parser.feed(MarkdownIt("commonmark").render(markdown))
+    return parser.spans
+
+
+@pytest.mark.parametrize("text", ["--enable_batching=true", "a ` b", "``x``", "`", "x | <b>y</b> \\ *z*"])
+def test_md_code_shows_the_text_as_is(text):
+    assert rendered_code(f"flag {md_code(text)} here") == [text]
+
+
+def test_flags_of_a_batching_configuration_are_shown_as_written(run_dir):
+    data = sweep_json()
+    data["configurations"].append({**configuration("model-server-batching", "model, gRPC, model server batching",
+                                                   data["configurations"][1]["steps"]),
+                                   "model_server_flags": ["--enable_batching", "--batching_parameters_file"],
+                                   "batching_parameters": "max_batch_size { value: 128 }\nnum_batch_threads { value: 1 }\n",
+                                   "service_flags": ["--threads", "1"]})
+    (run_dir / "sweep.json").write_text(json.dumps(data))
+    text = render_markdown(load_run(run_dir), [])
+    line = next(x for x in text.splitlines() if x.startswith("- model, gRPC, model server batching:"))
+    assert rendered_code(line) == ["--enable_batching --batching_parameters_file",
+                                   "max_batch_size { value: 128 } num_batch_threads { value: 1 }"]
+
+
+@pytest.mark.parametrize(("us", "shown"), [(None, "-"), (85, "85 us"), (999.4, "999 us"), (999.6, "1.00 ms"),
+                                           (1250, "1.25 ms"), (9996, "10.0 ms"), (12_345, "12.3 ms"),
+                                           (999_960, "1.00 s"), (2.1e6, "2.10 s")])
+def test_latency_units_keep_their_digits_at_the_boundaries(us, shown):
+    from celsius_loadtest.report import fmt_us
+
+    assert fmt_us(us) == shown

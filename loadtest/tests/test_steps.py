@@ -76,12 +76,26 @@ def test_the_generator_running_out_makes_the_knee_a_lower_bound():
 
 
 def test_when_the_first_rate_is_already_too_much_the_sweep_goes_down():
-    """C = 50: 100 is over capacity, 50 = C has unbounded latency (twice), 25 is fine, then
-    bisection: 35 (3.3 ms), 42 (6.3 ms), 46 (12.5 ms, twice); 46/42 < 1.1."""
+    """C = 50: 100 is over capacity, 50 = C has unbounded latency (twice; the synthetic steps
+    carry no CPU figures, so the sweep may assume a queue), 25 is fine, then bisection: 35
+    (3.3 ms), 42 (6.3 ms), 46 (12.5 ms, twice); 46/42 < 1.1."""
     done = run_sweep(queue(50))
     assert sequence(done) == [(100, "saturated"), (50, "latency"), (50, "latency"), (25, "ok"), (35, "ok"),
                               (42, "ok"), (46, "latency"), (46, "latency")]
     assert plan.find_knee(done).rps == 42
+
+
+def test_a_latency_floor_above_the_bound_is_not_chased_downwards():
+    """p99 20 ms at every rate while the service and model server are nearly idle (0.01 and
+    0.02 cores): halving the rate cannot help; the repeat confirms it and the sweep ends."""
+    def measure(rate):
+        return plan.Step(rate, requests=int(rate * 4), errors=0, sent_rps=rate, achieved_rps=rate, p99_us=20_000.0,
+                         wall_s=4.0, cpu_s={"service": 0.04, "model_server": 0.08})
+
+    done = run_sweep(measure)
+    assert sequence(done) == [(100, "latency"), (100, "latency")]
+    knee = plan.find_knee(done)
+    assert (knee.rps, knee.limited_by) == (None, "latency")
 
 
 def test_the_sweep_stops_at_the_rate_cap_and_at_the_step_limit():

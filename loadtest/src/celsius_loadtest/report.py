@@ -62,12 +62,27 @@ def md_text(value, limit: int = MAX_CELL_CHARS) -> str:
     rendered."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    text = " ".join(part.strip() for part in str(value).splitlines() if part.strip())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(str(value), limit))
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
     text = "".join("\ufffd" if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") else ch for ch in text)
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) > limit:
         text = f"{text[:limit].rstrip()}\u2026 ({len(text):,} characters)"
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return text
+
+
+def md_code(value, limit: int = MAX_CELL_CHARS) -> str:
+    """Any value as an inline code span outside tables: one line, control characters as U+FFFD,
+    fenced with more backticks than the longest run inside (CommonMark 6.1: no escapes work in
+    a code span, so none are added)."""
+    text = md_text(value, limit=limit) if value is None else _one_line(str(value), limit)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def md_table(headers: list[str], rows: list[list], align: str = "") -> list[str]:
@@ -266,11 +281,11 @@ def fmt_us(value: float | None) -> str:
     """Microseconds with a unit that keeps 2-3 significant digits: 85 us, 1.25 ms, 12.3 ms, 2.1 s."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if value < 1000:
+    if round(value) < 1000:
         return f"{value:.0f} us"
-    if value < 10_000:
+    if round(value, -1) < 10_000:
         return f"{value / 1e3:.2f} ms"
-    if value < 1_000_000:
+    if round(value, -2) < 1_000_000:
         return f"{value / 1e3:.1f} ms"
     return f"{value / 1e6:.2f} s"
 
@@ -336,7 +351,7 @@ def section_sweep(run: Run, charts: set) -> list[str]:
              if placement else "not pinned (fewer than 2 CPUs or no taskset)")
     lines = ["## Capacity sweep", "",
              f"Each configuration gets an open-loop load at fixed request rates (vegeta {md_text(gen.get('version'))}, "
-             f"{md_text(gen.get('workers'))} workers, body `{md_text(raw.get('body'))}`), "
+             f"{md_text(gen.get('workers'))} workers, body {md_code(raw.get('body'))}), "
              f"{md_text(raw.get('step_seconds'))} s per step, starting at {_fmt(sw.start_rps)} req/s and doubling "
              f"until a step is out of bounds (p99 above **{sw.bound_ms:g} ms**, any error, or less served than "
              "offered), then bisecting to within 10 %. A step out of bounds on latency alone is repeated once. "
@@ -359,6 +374,20 @@ def section_sweep(run: Run, charts: set) -> list[str]:
         lines.append("")
         if "sweep_latency.png" in charts:
             lines += ["![throughput against latency, per configuration](sweep_latency.png)", ""]
+    flagged = [c for c in sw.configurations if c.settings.get("model_server_flags")
+               or len(c.settings.get("service_flags", [])) > 2]
+    if flagged:
+        lines += ["Flags of the batching configurations:", ""]
+        for c in flagged:
+            parts = []
+            if c.settings.get("model_server_flags"):
+                params = " ".join((c.settings.get("batching_parameters") or "").split())
+                parts.append(f"model server {md_code(' '.join(c.settings['model_server_flags']))} "
+                             f"({md_code(params)})")
+            if len(c.settings.get("service_flags", [])) > 2:
+                parts.append(f"service {md_code(' '.join(c.settings['service_flags']))}")
+            lines.append(f"- {md_text(c.title)}: {'; '.join(parts)}")
+        lines.append("")
     if sw.skipped:
         lines += ["Not measured in this run:", ""]
         lines += [f"- **{md_text(s.get('title', s.get('name')))}**: {md_text(s.get('reason'), limit=600)}"
@@ -400,14 +429,19 @@ def section_cpu(run: Run, charts: set) -> list[str]:
              "CPU per request at each configuration's knee, from the processes' own counters (utime + stime of "
              "every thread, /proc/<pid>/stat; the generator's from its rusage), divided by the requests of that "
              "step; \"cores\" is CPU seconds per second of the step (1.00 = one CPU kept busy).", ""]
+    tick = sw.raw.get("cpu_tick_s", 0.01)
     rows = []
     for c in sw.configurations:
         k, cpu = c.knee.step, c.cpu_at_knee()
         rows.append([c.title, _fmt(k.offered_rps) if k else "-", fmt_us(cpu["service"]),
                      _fmt(k.cores("service"), 2) if k else "-", fmt_us(cpu["model_server"]),
-                     _fmt(k.cores("model_server"), 2) if k else "-", fmt_us(total_cpu(c)), fmt_us(cpu["generator"])])
+                     _fmt(k.cores("model_server"), 2) if k else "-", fmt_us(total_cpu(c)),
+                     "\u00b1 " + fmt_us(tick * 1e6 / k.requests) if k and k.requests else "-", fmt_us(cpu["generator"])])
     lines += md_table(["configuration", "at (req/s)", "service CPU/request", "service cores",
-                       "model server CPU/request", "model server cores", "total", "load generator CPU/request"], rows)
+                       "model server CPU/request", "model server cores", "total", "resolution",
+                       "load generator CPU/request"], rows)
+    lines += ["", f"(Resolution: the counters tick every {tick * 1000:g} ms of CPU, so each figure is within one "
+              "tick divided by the step's requests.)"]
     lines.append("")
     if "cpu_per_request.png" in charts:
         lines += ["![CPU per request at the knee, per process](cpu_per_request.png)", ""]
@@ -516,11 +550,11 @@ def section_locust_limits(run: Run, charts: set) -> list[str]:
                 text += f" and {fmt_us(figures['model_server_cpu_s'] * 1e6 / r['requests'])} in the model server"
             text += ")"
         if c and c.knee.rps:
-            text += (f"; the sweep's knee for {md_text(c.title)} is {knee_text(c)} req/s "
-                     f"({_fmt_ratio(_ratio(r.get('rps'), c.knee.rps))} of it)")
+            text += (f"; that is {_fmt_ratio(_ratio(r.get('rps'), c.knee.rps))} the sweep's knee for "
+                     f"{md_text(c.title)}, {knee_text(c)} req/s")
         if c and c.ceiling and c.ceiling.get("rps"):
-            text += (f" and wrk's closed-loop maximum {_fmt(c.ceiling['rps'])} req/s "
-                     f"({_fmt_ratio(_ratio(r.get('rps'), c.ceiling['rps']))})")
+            text += (f"; {_fmt_ratio(_ratio(r.get('rps'), c.ceiling['rps']))} wrk's closed-loop maximum, "
+                     f"{_fmt(c.ceiling['rps'])} req/s")
         text += "."
         if c:
             near = min(c.final, key=lambda st: abs(math.log(st.offered_rps / r["rps"])) if r.get("rps") else 0,
@@ -559,7 +593,7 @@ def section_regenerate(run: Run, charts: set) -> list[str]:
     except ValueError:
         folder = "<this run folder>"
     return ["Regenerate this report and its charts from the files in this folder (from the repository root): "
-            f"`PYTHONPATH=loadtest/src .venv/bin/python -m celsius_loadtest report {folder}`.", ""]
+            f"{md_code('PYTHONPATH=loadtest/src .venv/bin/python -m celsius_loadtest report ' + folder)}.", ""]
 
 
 SECTIONS: list[Section] = [section_title, section_sweep, section_ratios, section_cpu, section_locust,

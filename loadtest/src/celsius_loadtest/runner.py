@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--start-rate", type=float, default=100.0, help="first offered rate, req/s (default 100)")
     capacity.add_argument("--p99-bound-ms", type=float, default=10.0,
                           help="latency bound: a step with p99 above it is out of bounds (default 10)")
-    capacity.add_argument("--max-steps", type=int, default=16, help="most steps per configuration (default 16)")
+    capacity.add_argument("--max-steps", type=int, default=14, help="most steps per configuration (default 14)")
     capacity.add_argument("--sweep-workers", type=int, default=256,
                           help="vegeta's workers (its most requests in flight; default 256)")
     capacity.add_argument("--vegeta", default=None, help="vegeta binary (default: .tools/bin/vegeta, else PATH)")

@@ -7,7 +7,9 @@ bounds; after the first step out of bounds it bisects (geometrically) between th
 rate within bounds and the lowest one out of them until they are within `resolution` of
 each other. A step out of bounds on latency alone is repeated once before it counts (a busy
 machine can spoil one step); errors, a rate the system did not keep up with, or a busy load
-generator count at once.
+generator count at once. When the first rate is already out of bounds the sweep halves it,
+except when only latency is out and no process was busy (at least `busy_cores`): a lower rate
+cannot shorten a queue that is not there.
 
 The *knee* is the highest offered rate whose step had p99 <= the bound, no errors, and was
 served at (nearly) the offered rate.
@@ -38,11 +40,12 @@ class Policy:
     resolution: float = 0.10  # stop bisecting when the bracket's high/low <= 1 + resolution
     max_rps: float = 200_000.0
     min_rps: float = 1.0
-    max_steps: int = 16
+    max_steps: int = 14
     p99_bound_us: float = 10_000.0
     max_error_ratio: float = 0.0  # errors / requests above this: out of bounds
     min_served_share: float = 0.95  # achieved / offered below this: saturated
     generator_busy_cores: float = 0.85  # generator CPU at or above this (cores) while out of bounds: generator-limited
+    busy_cores: float = 0.5  # below the start rate, go down on latency alone only when a process is this busy
 
 
 @dataclass
@@ -193,13 +196,23 @@ def next_rate(steps: list[Step], policy: Policy) -> float | None:
         if low >= policy.max_rps:
             return None
         return float(min(round(low * policy.factor), policy.max_rps))
-    if low is None:  # even the lowest rate tried was out of bounds: go down
+    if low is None:  # even the lowest rate tried was out of bounds: go down, if that can help
+        if final[high].verdict == LATENCY and not _queueing(final[high], policy):
+            return None  # slow while nothing is busy: a latency floor (or a busy machine), not load
         lower = round(high / policy.factor)
         return float(lower) if lower >= policy.min_rps and lower < high else None
     if high / low <= 1 + policy.resolution:
         return None
     middle = float(round(math.sqrt(low * high)))
     return middle if low < middle < high else None
+
+
+def _queueing(step: Step, policy: Policy) -> bool:
+    """Whether a process of the system was busy enough (`policy.busy_cores`) for a lower rate to
+    shorten its queue; True when the step has no CPU figures."""
+    cores = [step.cores(p) for p in ("service", "model_server")]
+    known = [c for c in cores if c is not None]
+    return not known or max(known) >= policy.busy_cores
 
 
 @dataclass

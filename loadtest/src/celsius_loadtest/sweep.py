@@ -37,6 +37,7 @@ import pandas as pd
 from celsius_loadtest import steps as plan
 from celsius_loadtest import wrk
 from celsius_loadtest.stack import (
+    CLOCK_TICKS,
     LOADTEST_DIR,
     REPO,
     ModelServer,
@@ -221,8 +222,8 @@ class Sweep:
         for c in sorted(runnable, key=lambda c: c.model_server_batching):
             try:
                 results[c.name] = self._configuration(c)
-            except RuntimeError as error:
-                reason = f"could not start: {str(error).splitlines()[0]}"
+            except RuntimeError as error:  # a process that would not start or a generator that failed
+                reason = f"failed: {str(error).splitlines()[0]}"
                 log(f"sweep: {c.name}: {reason}")
                 skipped.append({"name": c.name, "title": c.title, "reason": reason})
         if self.model:
@@ -237,6 +238,7 @@ class Sweep:
             "warmup_s": s.warmup_s,
             "policy": asdict(s.policy),
             "placement": self.pins,
+            "cpu_tick_s": 1 / CLOCK_TICKS,
             "model_server": self.model_command.description,
             "configurations": [results[n] for n in sorted(results, key=order.get)],
             "skipped": sorted(skipped, key=lambda k: order[k["name"]]),
@@ -274,10 +276,13 @@ class Sweep:
         try:
             ceiling = None
             if s.ceiling_seconds > 0 and shutil.which("wrk"):
-                ceiling = wrk.run(service.base + c.path, BODY, s.ceiling_seconds, s.ceiling_connections,
-                                  str(WRK_SCRIPT), self._cpu("generator"))
-                print(f"    closed-loop ceiling (wrk -c{s.ceiling_connections}): {ceiling['rps']:,.0f} req/s, "
-                      f"p50 {ceiling['p50_us']:,.0f} us", flush=True)
+                try:
+                    ceiling = wrk.run(service.base + c.path, BODY, s.ceiling_seconds, s.ceiling_connections,
+                                      str(WRK_SCRIPT), self._cpu("generator"))
+                    print(f"    closed-loop ceiling (wrk -c{s.ceiling_connections}): {ceiling['rps']:,.0f} req/s, "
+                          f"p50 {_us(ceiling['p50_us'])}", flush=True)
+                except RuntimeError as error:  # the sweep does not need it
+                    log(f"sweep: {c.name}: no closed-loop ceiling: {error}")
                 settle(pids.values())
             targets = self.work / f"targets-{c.name}.json"
             targets.write_text(json.dumps({"method": "POST", "url": service.base + c.path,
