@@ -92,6 +92,15 @@ def test_run_json_records_what_locust_and_the_stack_used(run_dir):
     assert meta["sweep"]["max_steps"] == 4
 
 
+def test_no_machine_paths_in_the_files_a_run_commits(run_dir):
+    """The runner was given absolute paths (--results, --binary): none reaches run.json, sweep.json,
+    sweep.csv or report.md."""
+    for name in ("run.json", "sweep.json", "sweep.csv", "report.md"):
+        text = (run_dir / name).read_text()
+        for machine_path in (str(REPO), str(run_dir.parent), "/tmp/"):
+            assert machine_path not in text, (name, machine_path)
+
+
 @pytest.fixture(scope="module")
 def swept(run_dir) -> dict:
     return json.loads((run_dir / "sweep.json").read_text())

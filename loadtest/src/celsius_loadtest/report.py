@@ -28,7 +28,7 @@ from typing import Callable
 import pandas as pd
 
 from celsius_loadtest import steps as plan
-from celsius_loadtest.stack import REPO
+from celsius_loadtest.stack import REPO, scrub_paths
 
 SCENARIO_ORDER = ["native", "model", "mixed"]
 NATIVE_ENDPOINT = "/convert"
@@ -93,18 +93,6 @@ def md_table(headers: list[str], rows: list[list], align: str = "") -> list[str]
     lines = ["| " + " | ".join(md_text(h) for h in headers) + " |", "|" + "|".join(rule) + "|"]
     lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in rows]
     return lines
-
-
-_MACHINE_PATH = re.compile(r"(?<![\w/.~-])/(?:work|root|home|tmp|var|opt|usr|mnt|srv|private|Users|builds?)/"
-                           r"[^\s`'\")\]|,;]*")
-
-
-def scrub_paths(text: str) -> str:
-    """Machine paths out of a report: the repository's own prefix removed (paths become
-    repository-relative), any other absolute path under a machine directory shown as `<path>`."""
-    root = str(REPO)
-    text = text.replace(root + "/", "").replace(root, ".")
-    return _MACHINE_PATH.sub("<path>", text)
 
 
 # ---------------------------------------------------------------- reading a run folder

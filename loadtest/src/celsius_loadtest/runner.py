@@ -46,6 +46,7 @@ from celsius_loadtest.stack import (
     log,
     model_server_command,
     repo_relative,
+    scrub_paths,
     start_model_server,
     start_service,
     wait_with_cpu,
@@ -299,7 +300,8 @@ def main(argv: list[str]) -> int:
     if args.spawn_rate is None:
         args.spawn_rate = args.users
     # scripts/run.sh names itself; run directly, this module is the command.
-    args.command_line = os.environ.get("CELSIUS_RUN_COMMAND") or "python -m celsius_loadtest run " + " ".join(argv)
+    args.command_line = scrub_paths(os.environ.get("CELSIUS_RUN_COMMAND")
+                                    or "python -m celsius_loadtest run " + " ".join(argv))
 
     def terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind and stop everything
         raise KeyboardInterrupt

@@ -11,6 +11,7 @@ takes tensorflow_model_server's flags (`--port --rest_api_port --model_name
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,19 @@ def repo_relative(path: Path | str) -> str:
         return str(p.relative_to(REPO))
     except ValueError:
         return p.name
+
+
+_MACHINE_PATH = re.compile(r"(?<![\w/.~-])/(?:work|root|home|tmp|var|opt|usr|mnt|srv|private|Users|builds?)/"
+                           r"[^\s`'\")\]|,;]*")
+
+
+def scrub_paths(text: str) -> str:
+    """Machine paths out of text that gets committed (reports, run.json): the repository's own
+    prefix removed (paths become repository-relative), any other absolute path under a machine
+    directory shown as `<path>`. URL paths (after a host) and API paths (/convert) stay."""
+    root = str(REPO)
+    text = text.replace(root + "/", "").replace(root, ".")
+    return _MACHINE_PATH.sub("<path>", text)
 
 
 def free_port() -> int:

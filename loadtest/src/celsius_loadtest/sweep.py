@@ -119,7 +119,7 @@ def vegeta_version(binary: str) -> str:
     """The pinned module version install-tools.sh stamps beside the binary (`go install` builds
     print no version of their own)."""
     stamp = Path(binary).with_name(".vegeta.version")
-    return stamp.read_text().strip().rsplit("@", 1)[-1] if stamp.exists() else "unknown version"
+    return stamp.read_text().split()[0].rsplit("@", 1)[-1] if stamp.exists() else "unknown version"
 
 
 def placement() -> dict | None:
