@@ -615,6 +615,9 @@ def chart_sweep_latency(run: Run) -> str | None:
     if sw is None or not any(c.final for c in sw.configurations):
         return None
     plt = _pyplot()
+    from matplotlib import ticker
+
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, key, label in ((axes[0], "p50_us", "p50"), (axes[1], "p99_us", "p99")):
         for i, c in enumerate(sw.configurations):
@@ -635,6 +638,9 @@ def chart_sweep_latency(run: Run) -> str | None:
                         va="bottom", fontsize=8, color="grey")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers (1,000; 0.1), not 10^3 in mathtext
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("served (req/s, log)")
         ax.set_title(f"{label} latency against throughput")
         ax.grid(True, which="both", alpha=0.3)
