@@ -148,6 +148,7 @@ def _answer_checks():
     return module
 
 
+MAX_MESSAGES, MAX_MESSAGE_CHARS = 20, 500  # distinct error messages kept per step, and their length
 VEGETA_CSV_COLUMNS = ["timestamp_ns", "code", "latency_ns", "bytes_out", "bytes_in", "error", "body", "attack", "seq",
                       "method", "url", "headers"]  # `vegeta encode -h` (v12.13: CSV without a header)
 
@@ -178,9 +179,13 @@ def read_results(csv_path: Path, want_model: bool) -> tuple[np.ndarray, np.ndarr
     wrong = frame.loc[answered, "body"].map(verdicts)
     messages[wrong.index] = wrong.fillna("").map(lambda v: f"wrong answer: {v}" if v else "")
     good = (messages == "").to_numpy()
-    errors = messages[~good].value_counts().head(20)
+    counts = messages[~good].str.slice(0, MAX_MESSAGE_CHARS).value_counts()
+    errors = {str(k): int(v) for k, v in counts.head(MAX_MESSAGES).items()}
+    if len(counts) > MAX_MESSAGES:  # keep the total: errors_by_message always sums to the errors
+        errors = {str(k): int(v) for k, v in counts.head(MAX_MESSAGES - 1).items()}
+        errors[f"({len(counts) - MAX_MESSAGES + 1} other messages)"] = int(counts.iloc[MAX_MESSAGES - 1:].sum())
     return (frame["timestamp_ns"].to_numpy(np.int64), frame["seq"].to_numpy(np.int64),
-            frame["latency_ns"].to_numpy(np.int64), good, {str(k): int(v) for k, v in errors.items()})
+            frame["latency_ns"].to_numpy(np.int64), good, errors)
 
 
 def _text(encoded: str, limit: int = 300) -> str:
