@@ -69,6 +69,25 @@ def test_helm_lint_strict(chart, values):
     helm(*args)
 
 
+def test_helm_assumes_a_current_kubernetes_without_kube_version(tmp_path):
+    """Issue 11 defect 10: a `go install`ed Helm assumes Kubernetes v1.20 without --kube-version,
+    which every chart here refuses (kubeVersion >= 1.30). scripts/install-tools.sh links Helm
+    the way its Makefile does: its own version and the Kubernetes minor of its client-go."""
+    chart = tmp_path / "capabilities"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: capabilities\nversion: 0.1.0\n")
+    (chart / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: capabilities}\n"
+        "data: {kubeVersion: \"{{ .Capabilities.KubeVersion.Version }}\"}\n")
+    rendered = yaml.safe_load(helm("template", str(chart)).stdout)
+    major, minor = rendered["data"]["kubeVersion"].lstrip("v").split(".")[:2]
+    assert (int(major), int(minor)) >= (1, 30), rendered["data"]
+    assert helm("version", "--template", "{{ .Version }}").stdout.startswith("v3.")
+    for name in ("celsius", "locust"):
+        helm("template", "x", str(CHARTS / name))
+        helm("lint", "--strict", str(CHARTS / name))
+
+
 # ---------------------------------------------------------------- the celsius chart contract
 
 def test_defaults_match_the_users_request():
