@@ -254,6 +254,11 @@ def test_external_model_server_without_tf_serving():
 def test_helm_test_pod_checks_both_endpoints():
     pod = one(render(), "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Issue 11 defect 6: Helm never deletes hook objects on uninstall; the test pod is deleted
+    # after each run (pass or fail), its log printed by Helm first.
+    assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == \
+        "before-hook-creation,hook-succeeded,hook-failed"
+    assert pod["metadata"]["annotations"]["helm.sh/hook-output-log-policy"] == "hook-succeeded,hook-failed"
     script = pod["spec"]["containers"][0]["args"][0]
     assert "http://celsius:8000" in script and "/convert/model" in script
     assert 'paths = ["/convert"] + (True and' in script
@@ -284,8 +289,8 @@ def test_notes_explain_each_service_type(tmp_path):
 # ---------------------------------------------------------------- the values schema
 
 @pytest.mark.parametrize("setting,fragment", [
-    ("service.nodePort=29999", "nodePort"),
-    ("service.nodePort=32768", "nodePort"),
+    ("service.nodePort=0", "nodePort"),
+    ("service.nodePort=65536", "nodePort"),
     ("service.port=0", "port"),
     ("service.port=65536", "port"),
     ("service.type=ExternalName", "type"),
@@ -303,6 +308,111 @@ def test_schema_rejects(setting, fragment):
                 check=False)
     assert done.returncode != 0, setting
     assert fragment in done.stderr, done.stderr
+
+
+def test_node_port_accepts_any_port_number_and_leaves_the_range_to_the_api_server():
+    """Issue 10 item 12: clusters may set another --service-node-port-range; the chart accepts
+    any valid port and the API server judges it (test_cluster_charts.py shows its refusal)."""
+    for port in (49000, 29999, 80, 65535):
+        service = one(render("celsius", f"service.nodePort={port}"), "Service", "celsius")
+        assert service["spec"]["ports"][0]["nodePort"] == port
+
+
+@pytest.mark.parametrize("setting", ["resources.requests.cpu=null", "resources.requests.cpu=0",
+                                     "resources.requests.cpu=0m", "resources.requests.cpu=0.0",
+                                     "resources.requests=null"])
+def test_autoscaling_without_a_cpu_request_is_refused(setting):
+    """Issue 10 item 11: an HPA on CPU utilisation can never compute it without a CPU request."""
+    done = helm("template", "x", str(CHARTS / "celsius"), "--kube-version", KUBE_VERSION, "--set", setting,
+                check=False)
+    assert done.returncode != 0, setting
+    assert "autoscaling.enabled needs resources.requests.cpu > 0" in done.stderr, done.stderr
+    tfs = helm("template", "x", str(CHARTS / "celsius"), "--kube-version", KUBE_VERSION, "--set",
+               "tfServing.autoscaling.enabled=true", "--set", "tfServing." + setting, check=False)
+    assert tfs.returncode != 0 and "tfServing.autoscaling.enabled needs tfServing.resources.requests.cpu" in tfs.stderr
+    # Without autoscaling no request is needed, and a small non-zero one is fine.
+    render("celsius", "autoscaling.enabled=false", setting)
+    render("celsius", "resources.requests.cpu=0.01")
+    render("celsius", "tfServing." + setting)
+
+
+def test_hpa_behavior_is_a_value_with_kubernetes_defaults():
+    hpa = one(render(), "HorizontalPodAutoscaler", "celsius")
+    assert "behavior" not in hpa["spec"], "the default is Kubernetes' own behavior"
+    short = one(render("celsius", "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=30"),
+                "HorizontalPodAutoscaler", "celsius")
+    assert short["spec"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 30}}
+    tfs = one(render("celsius", "tfServing.autoscaling.enabled=true",
+                     "tfServing.autoscaling.behavior.scaleUp.stabilizationWindowSeconds=10"),
+              "HorizontalPodAutoscaler", "celsius-tf-serving")
+    assert tfs["spec"]["behavior"] == {"scaleUp": {"stabilizationWindowSeconds": 10}}
+    done = helm("template", "x", str(CHARTS / "celsius"), "--kube-version", KUBE_VERSION, "--set",
+                "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=-1", check=False)
+    assert done.returncode != 0 and "stabilizationWindowSeconds" in done.stderr
+
+
+def test_the_documented_model_server_override_needs_nothing_else():
+    """Issue 11 defect 1: `--set tfServing.image.repository=celsius/model-server` kept the
+    official image's tag 2.20.0, which only tensorflow/serving has."""
+    def image(*sets: str) -> str:
+        return container(one(render("celsius", *sets), "Deployment", "celsius-tf-serving"), "tf-serving")["image"]
+
+    assert image() == "tensorflow/serving:2.20.0"
+    assert image("tfServing.image.repository=celsius/model-server") == "celsius/model-server:0.1.0"
+    assert image("tfServing.image.repository=mirror.example/tensorflow/serving") == \
+        "mirror.example/tensorflow/serving:2.20.0"
+    assert image("tfServing.image.repository=celsius/model-server", "tfServing.image.tag=dev") == \
+        "celsius/model-server:dev"
+    assert image("tfServing.image.tag=2.19.1") == "tensorflow/serving:2.19.1"
+
+
+def test_rolling_update_never_waits_for_a_pod_hard_anti_affinity_cannot_place():
+    """Issue 11 defect 3: hard anti-affinity with maxSurge 1 / maxUnavailable 0 deadlocked every
+    rolling update once each node held a replica (the surge pod stays Pending)."""
+    def strategy(*sets: str, values: str | None = None) -> dict:
+        return server_deployment(render("celsius", *sets, values=values))["spec"]["strategy"]["rollingUpdate"]
+
+    assert strategy() == {"maxSurge": 1, "maxUnavailable": 0}
+    assert strategy("podAntiAffinityPreset=") == {"maxSurge": 1, "maxUnavailable": 0}
+    assert strategy("podAntiAffinityPreset=hard") == {"maxSurge": 0, "maxUnavailable": 1}
+    assert strategy(values="stand-in.yaml") == {"maxSurge": 0, "maxUnavailable": 1}
+    assert strategy("podAntiAffinityPreset=hard", "rollingUpdate.maxSurge=25%", "rollingUpdate.maxUnavailable=0") == \
+        {"maxSurge": "25%", "maxUnavailable": 0}
+
+
+def test_tf_serving_probe_timings_are_values():
+    """Issue 10 item 13: a larger model needs a longer startup than the template allowed."""
+    serving = container(one(render(), "Deployment", "celsius-tf-serving"), "tf-serving")
+    assert serving["startupProbe"] == {"tcpSocket": {"port": "grpc"}, "periodSeconds": 2, "failureThreshold": 90,
+                                       "timeoutSeconds": 1}
+    assert serving["readinessProbe"] == {"httpGet": {"path": "/v1/models/f2c/metadata", "port": "rest"},
+                                         "periodSeconds": 2, "failureThreshold": 2, "timeoutSeconds": 2}
+    assert serving["livenessProbe"] == {"tcpSocket": {"port": "grpc"}, "periodSeconds": 10, "failureThreshold": 3,
+                                        "timeoutSeconds": 1}
+    slow = container(one(render("celsius", "tfServing.probes.startup.failureThreshold=600",
+                                "tfServing.probes.liveness.timeoutSeconds=5"), "Deployment", "celsius-tf-serving"),
+                     "tf-serving")
+    assert slow["startupProbe"]["failureThreshold"] == 600 and slow["livenessProbe"]["timeoutSeconds"] == 5
+    done = helm("template", "x", str(CHARTS / "celsius"), "--kube-version", KUBE_VERSION, "--set",
+                "tfServing.probes.startup.initialDelay=5", check=False)
+    assert done.returncode != 0 and "initialDelay" in done.stderr
+
+
+def test_grpc_calls_can_spread_over_model_server_pods():
+    """Issue 10 item 14: a headless Service (the name resolves to every ready pod, for the
+    client's round_robin) and a maximum connection age on the model server's side, so that
+    clients reconnect, resolve again and reach new pods too."""
+    docs = render()
+    assert one(docs, "Service", "celsius-tf-serving")["spec"]["clusterIP"] == "None"
+    serving = container(one(docs, "Deployment", "celsius-tf-serving"), "tf-serving")
+    assert serving["args"] == [
+        "--grpc_channel_arguments=grpc.max_connection_age_ms=30000,grpc.max_connection_age_grace_ms=5000"]
+    forever = container(one(render("celsius", "tfServing.maxConnectionAgeMs=0"), "Deployment", "celsius-tf-serving"),
+                        "tf-serving")
+    assert "args" not in forever
+    extra = container(one(render("celsius", "tfServing.extraArgs={--rest_api_num_threads=8}"), "Deployment",
+                          "celsius-tf-serving"), "tf-serving")
+    assert extra["args"][-1] == "--rest_api_num_threads=8" and len(extra["args"]) == 2
 
 
 def test_cross_field_rules_are_checked_in_templates():
@@ -323,7 +433,7 @@ def test_locust_ui_mode():
     assert workers["spec"]["replicas"] == 2
     w = container(workers, "worker")
     assert "--master-host=lt-locust-master" in w["args"]
-    assert w["resources"]["requests"]["cpu"] == "1" == w["resources"]["limits"]["cpu"]
+    assert w["resources"]["limits"]["cpu"] == "1"
     service = one(docs, "Service", "lt-locust-master")
     assert {p["name"] for p in service["spec"]["ports"]} == {"workers", "web"}
     config = one(docs, "ConfigMap", "lt-locust")
@@ -340,7 +450,9 @@ def test_locust_headless_mode_is_a_job_with_retrievable_results():
     for flag in ("--headless", "--expect-workers=3", "--users=8", "--run-time=30s", "--tags=model",
                  "--csv=/results/run", "--csv-full-history", "--enable-rebalancing"):
         assert flag in args, flag
-    assert "sleep 300" in args[0]
+    assert "sleep 300 &" in args[0] and "--expect-workers-max-wait=300" in args
+    # Issue 11 defect 5: the shell is PID 1 and forwards SIGTERM to Locust.
+    assert "trap 'terminated=1; kill -TERM \"$pid\"" in args[0]
     assert "httpGet" not in c["readinessProbe"], "a headless master has no web UI to probe"
     assert c["readinessProbe"]["tcpSocket"]["port"] == "workers"
     assert {"name": "results", "mountPath": "/results"} in c["volumeMounts"]
@@ -348,6 +460,21 @@ def test_locust_headless_mode_is_a_job_with_retrievable_results():
     workers = one(docs, "Job", "lt-locust-worker")
     assert workers["spec"]["parallelism"] == 3 == workers["spec"]["completions"]
     assert {p["name"] for p in one(docs, "Service", "lt-locust-master")["spec"]["ports"]} == {"workers"}
+
+
+def test_locust_defaults_fit_a_small_node():
+    """Issue 11 defect 4: the defaults requested 2.5 CPU and the workers stayed Pending on a
+    2-core node. Master and workers now request 300m in all (limits: a core each)."""
+    def millicores(quantity: str) -> int:
+        return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+    for mode in ("ui", "headless"):
+        docs = render("locust", f"mode={mode}", release="lt")
+        pods = [(d["spec"].get("replicas") or d["spec"].get("parallelism") or 1, d["spec"]["template"]["spec"])
+                for d in docs if d["kind"] in ("Deployment", "Job")]
+        total = sum(n * millicores(c["resources"]["requests"]["cpu"]) for n, p in pods for c in p["containers"])
+        assert total <= 300, total
+        assert all(c["resources"]["limits"]["cpu"] == "1" for _, p in pods for c in p["containers"])
 
 
 @pytest.mark.parametrize("setting", ["mode=batch", "workers.replicas=0", "run.tags=fast", "targetHost=celsius:8000",

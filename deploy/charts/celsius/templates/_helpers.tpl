@@ -74,6 +74,34 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: tf-serving
 {{- end }}
 
+{{/* TF Serving's image: an empty tag means 2.20.0 for tensorflow/serving (official image,
+     also behind a registry prefix), the chart's appVersion for the project's images. */}}
+{{- define "celsius.tfServing.image" -}}
+{{- $image := .Values.tfServing.image }}
+{{- $official := or (eq $image.repository "tensorflow/serving") (hasSuffix "/tensorflow/serving" $image.repository) }}
+{{- printf "%s:%s" $image.repository (default (ternary "2.20.0" .Chart.AppVersion $official) $image.tag) }}
+{{- end }}
+
+{{/* The rolling update: a surge pod first, unless hard anti-affinity makes it unschedulable
+     once every node holds a replica; then each pod is replaced in place. */}}
+{{- define "celsius.rollingUpdate" -}}
+{{- if .Values.rollingUpdate }}
+{{- toYaml .Values.rollingUpdate }}
+{{- else if eq .Values.podAntiAffinityPreset "hard" }}
+maxSurge: 0
+maxUnavailable: 1
+{{- else }}
+maxSurge: 1
+maxUnavailable: 0
+{{- end }}
+{{- end }}
+
+{{/* True when a CPU request is missing or zero ("0", "0m", 0, "0.0"). */}}
+{{- define "celsius.noCpuRequest" -}}
+{{- $cpu := toString (default "" .) }}
+{{- if or (eq $cpu "") (eq $cpu "<nil>") (regexMatch "^0*(\\.0*)?m?$" $cpu) }}true{{ end }}
+{{- end }}
+
 {{/* The service's --model-server: this chart's TF Serving over gRPC by Service DNS. */}}
 {{- define "celsius.modelServer" -}}
 {{- if .Values.tfServing.enabled }}
@@ -90,6 +118,12 @@ app.kubernetes.io/component: tf-serving
 {{- end }}
 {{- if lt (int .Values.tfServing.autoscaling.maxReplicas) (int .Values.tfServing.autoscaling.minReplicas) }}
 {{- fail "tfServing.autoscaling.maxReplicas must be >= tfServing.autoscaling.minReplicas" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (include "celsius.noCpuRequest" (dig "requests" "cpu" "" .Values.resources)) }}
+{{- fail "autoscaling.enabled needs resources.requests.cpu > 0: the HPA computes CPU utilisation as usage / request, and without a request it can never scale" }}
+{{- end }}
+{{- if and .Values.tfServing.enabled .Values.tfServing.autoscaling.enabled (include "celsius.noCpuRequest" (dig "requests" "cpu" "" .Values.tfServing.resources)) }}
+{{- fail "tfServing.autoscaling.enabled needs tfServing.resources.requests.cpu > 0: the HPA computes CPU utilisation as usage / request, and without a request it can never scale" }}
 {{- end }}
 {{- if and .Values.tfServing.enabled .Values.tfServing.externalAddress }}
 {{- fail "tfServing.externalAddress is for a model server outside this chart: set tfServing.enabled=false with it" }}
