@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on this machine, installing what is missing first.
 #   scripts/test-all.sh                 every stage (what CI runs: .ci/run)
-#   scripts/test-all.sh cpp python      some stages: cpp, python, charts, images
+#   scripts/test-all.sh cpp python      some stages: cpp, python, charts, images, cluster
 # cpp:    clang-format, release build + ctest (unit, integration with the real model server,
 #         randomized), clang-tidy, OpenAPI contract tests, microbenchmark smoke run,
 #         ASan+UBSan build + ctest, bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
@@ -12,13 +12,25 @@
 #         actionlint on the GitHub workflow.
 # images: hadolint, every image built with Docker (engine started if needed), containers run
 #         and checked, the compose stack up with the stand-in; image sizes printed.
+# cluster: a real single-node Kubernetes cluster (scripts/cluster.sh; binaries built once per
+#         machine and cached): the cluster itself (DNS, metrics API, no egress, no registry),
+#         then both charts on it (install + helm test, NodePort, HPA under Locust load, upgrade
+#         and model-server outage under load, gRPC spread, uninstall), then `down` twice
+#         leaving nothing behind. The cluster is taken down on every exit path.
 # Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 stages=("$@")
-((${#stages[@]})) || stages=(cpp python charts images)
+((${#stages[@]})) || stages=(cpp python charts images cluster)
 log="$(mktemp)"
-trap 'rm -f "$log" "$log.tidy"' EXIT
+cluster_started=0
+cleanup() {
+  rm -f "$log" "$log.tidy"
+  if ((cluster_started)); then "$root/scripts/cluster.sh" down || true; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 step() { printf '\n==> %s\n' "$*"; }
 fuzz_runs=0
 
@@ -123,10 +135,31 @@ stage_images() {
   "$bin/pytest" -q deploy/tests/test_images.py | tee -a "$log"
 }
 
+stage_cluster() {
+  cd "$root"
+  local started=$SECONDS version
+  version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/server/CMakeLists.txt")"
+  step "cluster: Kubernetes v1.34 binaries, metrics-server, CoreDNS, Helm (built once per machine, cached)"
+  "$root/scripts/cluster.sh" build
+  echo "build: $((SECONDS - started)) s"
+  step "cluster: the project's images (docker build; cached layers)"
+  "$root/scripts/build-images.sh" >/dev/null
+  step "cluster: up (a network namespace as the node), images imported"
+  cluster_started=1
+  "$root/scripts/cluster.sh" up
+  "$root/scripts/cluster.sh" load-images "celsius/server:$version" "celsius/server:dev" \
+    "celsius/model-server:$version" "celsius/model:$version" "celsius/loadtest:$version"
+  step "cluster: the cluster, both charts on it, down twice"
+  (cd deploy/tests && "$bin/pytest" -q -s -rxX test_cluster_infra.py test_cluster_charts.py test_cluster_down.py) \
+    | tee -a "$log"
+  cluster_started=0
+  echo "cluster stage: $((SECONDS - started)) s"
+}
+
 for stage in "${stages[@]}"; do
   case "$stage" in
-    cpp|python|charts|images) "stage_$stage" ;;
-    *) echo "unknown stage $stage (cpp, python, charts, images)" >&2; exit 2 ;;
+    cpp|python|charts|images|cluster) "stage_$stage" ;;
+    *) echo "unknown stage $stage (cpp, python, charts, images, cluster)" >&2; exit 2 ;;
   esac
 done
 

@@ -1,0 +1,139 @@
+"""Helpers for the tests that run on the project's local Kubernetes cluster (scripts/cluster.sh):
+kubectl and helm against it, waiting for conditions, HTTP to the node's address, pods that run
+one command. The cluster is reached only at the node's address inside the network namespace
+that scripts/cluster.sh creates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_SH = REPO / "scripts" / "cluster.sh"
+CHARTS = REPO / "deploy" / "charts"
+
+
+def cluster_script(*args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"scripts/cluster.sh {' '.join(args)} failed ({done.returncode}):\n"
+                             f"{done.stdout}\n{done.stderr}")
+    return done
+
+
+def cluster_env() -> dict[str, str]:
+    """KUBECONFIG, PATH (kubectl, helm) and CELSIUS_NODE_IP, from `scripts/cluster.sh env`."""
+    env = dict(os.environ)
+    for line in cluster_script("env").stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        value = shlex.split(value)[0] if value else ""
+        env[name] = value.replace("$PATH", os.environ.get("PATH", ""))
+    return env
+
+
+ENV = cluster_env()
+NODE_IP = ENV["CELSIUS_NODE_IP"]
+KUBECONFIG = ENV["KUBECONFIG"]
+STATE = Path(KUBECONFIG).parent
+
+
+def run(cmd: list[str], *, input: str | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, capture_output=True, text=True, input=input, env=ENV, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{shlex.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 300) -> str:
+    return run(["kubectl", *args], input=input, check=check, timeout=timeout).stdout
+
+
+def kubectl_json(*args: str) -> Any:
+    return json.loads(kubectl(*args, "-o", "json"))
+
+
+def helm(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    return run(["helm", *args], check=check, timeout=timeout)
+
+
+def in_node(*cmd: str, check: bool = True) -> str:
+    """A command inside the node's network namespace (iptables counters, routes)."""
+    return cluster_script("exec", *cmd, check=check, timeout=60).stdout
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
+    """Calls probe until it returns something truthy; returns that, or fails after timeout
+    seconds with the last value or error."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = probe()
+            if last:
+                return last
+        except (AssertionError, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as error:
+            last = error
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 5) -> tuple[int, dict[str, str], Any]:
+    """One request; (status, headers with lower-case names, JSON body or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw, status, headers = response.read(), response.status, response.headers
+    except urllib.error.HTTPError as error:
+        raw, status, headers = error.read(), error.code, error.headers
+    text = raw.decode()
+    return status, {k.lower(): v for k, v in headers.items()}, json.loads(text) if text else None
+
+
+def node_url(port: int, path: str) -> str:
+    return f"http://{NODE_IP}:{port}{path}"
+
+
+def pod_command(namespace: str, name: str, image: str, script: str, timeout: float = 180) -> tuple[str, str]:
+    """Runs a Python script in a pod of `image` (pull policy Never), waits for it to end and
+    deletes it; returns (phase, log)."""
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "main", "image": image, "imagePullPolicy": "Never",
+                "command": ["python3", "-c", script],
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+            }],
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    try:
+        phase = wait_until(f"pod {name} to finish", lambda: (
+            kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+            in ("Succeeded", "Failed") and kubectl("-n", namespace, "get", "pod", name, "-o",
+                                                    "jsonpath={.status.phase}")), timeout)
+        return phase, kubectl("-n", namespace, "logs", name)
+    finally:
+        kubectl("-n", namespace, "delete", "pod", name, "--wait=false", "--ignore-not-found")
+
+
+def project_version() -> str:
+    for line in (REPO / "server" / "CMakeLists.txt").read_text().splitlines():
+        if line.startswith("project(celsius VERSION "):
+            return line.split()[2]
+    raise AssertionError("no project version in server/CMakeLists.txt")

@@ -1,0 +1,504 @@
+"""Both charts on the real local cluster (scripts/cluster.sh), as a user would run them: the
+celsius chart installed with its defaults apart from image names, reached through its NodePort
+at the node's address, autoscaled under load from the locust chart, upgraded and disrupted
+under load, then uninstalled. Each check prints what it measured. The tests run in file order
+and share one release (module fixture); test_cluster_down.py takes the cluster down afterwards.
+
+Checks that need a change of the C++ service that is tracked elsewhere are marked with
+`needs_server_change`: they run and print their measurements, and are expected to fail until
+that change lands (strict: once it passes, the mark must go)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from clusterlib import (CHARTS, NODE_IP, helm, in_node, kubectl, kubectl_json, node_url, project_version,
+                        wait_until)
+from clusterlib import http as http_request
+
+NAMESPACE = "celsius-test"
+RELEASE = "celsius"
+VERSION = project_version()
+# The chart's defaults apart from the image names: the project's model server instead of the
+# official TF Serving image, which cannot be pulled here (the documented override, alone).
+IMAGE_SETS = ["tfServing.image.repository=celsius/model-server"]
+SERVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=server"
+MODEL_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=tf-serving"
+
+
+def needs_server_change(what: str):
+    return pytest.mark.xfail(reason=f"needs a change of the C++ service tracked elsewhere: {what}", strict=True)
+
+
+def values_args(*sets: str) -> list[str]:
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def upgrade(*sets: str, reuse: bool = True, timeout: str = "5m") -> None:
+    helm("upgrade", RELEASE, str(CHARTS / "celsius"), "-n", NAMESPACE, *(["--reuse-values"] if reuse else []),
+         *values_args(*sets), "--wait", "--timeout", timeout)
+
+
+def node_port() -> int:
+    return int(kubectl("-n", NAMESPACE, "get", "service", RELEASE, "-o", "jsonpath={.spec.ports[0].nodePort}"))
+
+
+def convert(path: str, values, port: int | None = None, timeout: float = 5):
+    return http_request("POST", node_url(port or node_port(), path), {"fahrenheit": values}, timeout=timeout)
+
+
+def expected(values: list[float]) -> list[float]:
+    return [(f - 32.0) * 5.0 / 9.0 for f in values]
+
+
+def server_pods() -> list[dict]:
+    return kubectl_json("-n", NAMESPACE, "get", "pods", "-l", SERVER_SELECTOR)["items"]
+
+
+def pod_metrics(pod_ip: str) -> str:
+    """A service pod's Prometheus text, fetched from inside the node (pod IPs are reachable
+    only there)."""
+    return in_node("curl", "-sS", "--max-time", "5", f"http://{pod_ip}:8000/metrics")
+
+
+def answers_by_app_id() -> dict[str, int]:
+    """Requests answered so far by each running service pod, keyed by its app_id (the
+    service's celsius_build_info and celsius_http_requests_total)."""
+    counts = {}
+    for pod in server_pods():
+        ip = pod["status"].get("podIP")
+        if not ip or pod["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            text = pod_metrics(ip)
+        except AssertionError:
+            continue
+        app_id = re.search(r'celsius_build_info\{[^}]*app_id="([^"]+)"', text)
+        total = sum(float(v) for v in re.findall(r'^celsius_http_requests_total\{route="/convert[^"]*"[^}]*\} (\S+)$',
+                                                  text, re.M))
+        if app_id:
+            counts[app_id.group(1)] = int(total)
+    return counts
+
+
+def cpu_millicores(usage: str) -> float:
+    if usage.endswith("n"):
+        return int(usage[:-1]) / 1e6
+    if usage.endswith("u"):
+        return int(usage[:-1]) / 1e3
+    if usage.endswith("m"):
+        return float(usage[:-1])
+    return float(usage) * 1000
+
+
+def pod_cpu(selector: str) -> dict[str, float]:
+    """CPU per pod (millicores) from the metrics API."""
+    items = json.loads(kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods"
+                               f"?labelSelector={selector}"))["items"]
+    return {p["metadata"]["name"]: sum(cpu_millicores(c["usage"]["cpu"]) for c in p["containers"]) for p in items}
+
+
+@dataclass
+class Sample:
+    t: float
+    replicas: int
+    ready: int
+    utilisation: int | None
+    server_cpu_m: float
+
+
+@dataclass
+class Timeline:
+    """Every few seconds: the HPA's replica count and CPU utilisation, ready pods, total CPU."""
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self, interval: float = 5.0) -> Timeline:
+        started = time.monotonic()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    hpa = kubectl_json("-n", NAMESPACE, "get", "hpa", RELEASE)
+                    metrics = hpa["status"].get("currentMetrics") or [{}]
+                    utilisation = metrics[0].get("resource", {}).get("current", {}).get("averageUtilization")
+                    pods = server_pods()
+                    ready = sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                                       for c in p["status"].get("conditions", [])))
+                    try:
+                        cpu = sum(pod_cpu(SERVER_SELECTOR).values())
+                    except (AssertionError, ValueError):
+                        cpu = float("nan")
+                    self.samples.append(Sample(round(time.monotonic() - started), hpa["status"].get("currentReplicas", 0),
+                                               ready, utilisation, cpu))
+                except (AssertionError, KeyError, ValueError):
+                    pass
+                self._stop.wait(interval)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> Timeline:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=60)
+        return self
+
+    def show(self, title: str) -> None:
+        print(f"{title}: t(s) replicas ready utilisation(%) server-cpu(m)")
+        for s in self.samples:
+            print(f"  {s.t:4d} {s.replicas:2d} {s.ready:2d} {s.utilisation if s.utilisation is not None else '-':>4} "
+                  f"{s.server_cpu_m:7.0f}")
+
+    def max_utilisation(self) -> int:
+        return max((s.utilisation for s in self.samples if s.utilisation is not None), default=0)
+
+    def max_replicas(self) -> int:
+        return max((s.replicas for s in self.samples), default=0)
+
+
+@dataclass
+class LocustResult:
+    requests: dict[str, int]
+    failures: dict[str, int]
+    rps: dict[str, float]
+    errors: list[str]
+    log: str
+
+    def line(self) -> str:
+        return ", ".join(f"{name}: {self.requests[name]} requests, {self.failures[name]} failed, "
+                         f"{self.rps[name]:.0f} req/s" for name in sorted(self.requests))
+
+
+class LocustRun:
+    """A headless run of the locust chart (master + 2 workers, the chart's defaults for them)
+    against the celsius release's Service."""
+
+    def __init__(self, name: str, tags: str, users: int, run_time: str, *sets: str) -> None:
+        self.name = name
+        helm("install", name, str(CHARTS / "locust"), "-n", NAMESPACE, "--set", "mode=headless",
+             "--set", f"run.tags={tags}", "--set", f"run.users={users}", "--set", f"run.spawnRate={users}",
+             "--set", f"run.runTime={run_time}", "--set", "run.keepResultsSeconds=300",
+             "--set", "run.failOnErrors=false", "--set", "run.expectWorkersMaxWaitSeconds=120", *values_args(*sets))
+        self.master_selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=master"
+
+    def master_pod(self) -> str:
+        return kubectl("-n", NAMESPACE, "get", "pods", "-l", self.master_selector, "-o",
+                       "jsonpath={.items[0].metadata.name}")
+
+    def wait_running(self, timeout: float = 180) -> None:
+        """Until the master has all workers and the users are spawned."""
+        wait_until("Locust to start its users", lambda: "All users spawned" in kubectl(
+            "-n", NAMESPACE, "logs", self.master_pod(), check=False) or "Ramping to" in kubectl(
+            "-n", NAMESPACE, "logs", self.master_pod(), check=False), timeout)
+
+    def result(self, timeout: float = 600) -> LocustResult:
+        pod = wait_until("the Locust run to end", lambda: (
+            "locust exited with" in kubectl("-n", NAMESPACE, "logs", self.master_pod(), check=False)
+            and self.master_pod()), timeout, interval=3)
+        log = kubectl("-n", NAMESPACE, "logs", pod)
+        stats = kubectl("-n", NAMESPACE, "exec", pod, "--", "cat", "/results/run_stats.csv")
+        failures_csv = kubectl("-n", NAMESPACE, "exec", pod, "--", "cat", "/results/run_failures.csv")
+        requests, failures, rps = {}, {}, {}
+        for row in csv.DictReader(io.StringIO(stats)):
+            if row["Name"] != "Aggregated":
+                requests[row["Name"]] = int(row["Request Count"])
+                failures[row["Name"]] = int(row["Failure Count"])
+                rps[row["Name"]] = float(row["Requests/s"])
+        errors = [f'{row["Occurrences"]}x {row["Method"]} {row["Name"]}: {row["Error"]}'
+                  for row in csv.DictReader(io.StringIO(failures_csv))]
+        return LocustResult(requests, failures, rps, errors, log)
+
+    def uninstall(self) -> None:
+        helm("uninstall", self.name, "-n", NAMESPACE, "--wait", check=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release():
+    kubectl("apply", "-f", "-", input=kubectl("create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml"))
+    yield
+    # Whatever happened: nothing of the tests stays in the cluster.
+    for name in ("locust", RELEASE):
+        helm("uninstall", name, "-n", NAMESPACE, "--wait", check=False)
+    kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s", check=False)
+
+
+# ----------------------------------------------------------------------------------- check 1
+
+def test_1_install_with_defaults_and_helm_test():
+    started = time.monotonic()
+    helm("install", RELEASE, str(CHARTS / "celsius"), "-n", NAMESPACE, *values_args(*IMAGE_SETS),
+         "--wait", "--timeout", "10m")
+    installed = time.monotonic() - started
+    pods = kubectl("-n", NAMESPACE, "get", "pods", "-o", "wide")
+    print(f"helm install --wait: {installed:.0f} s\n{pods}")
+    images = {c["image"] for p in kubectl_json("-n", NAMESPACE, "get", "pods")["items"]
+              for c in p["spec"]["containers"]}
+    assert images == {f"celsius/server:{VERSION}", f"celsius/model-server:{VERSION}"}, images
+    tested = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "3m")
+    print(tested.stdout.strip().splitlines()[-3:])
+    assert "Phase:          Succeeded" in tested.stdout and "/convert/model ok" in tested.stdout
+    # Issue 11 defect 6: the test pod is gone after the run (its log was printed by helm).
+    leftover = kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=test", "-o", "name")
+    assert leftover == "", leftover
+
+
+# ----------------------------------------------------------------------------------- check 2
+
+def test_2_node_port_answers_from_the_host_and_port_changes_apply_live():
+    port = node_port()
+    values = [212, 98.6, -40, -459.67]
+    for path in ("/convert", "/convert/model"):
+        status, headers, body = convert(path, values, port)
+        assert status == 200, body
+        assert body["celsius"] == expected(values), body
+        assert headers["x-app-id"] == body["app_id"] and len(body["app_id"]) == 36
+        print(f"{NODE_IP}:{port}{path} -> {status} celsius={body['celsius']} X-App-Id={headers['x-app-id']}")
+
+    upgrade("service.port=9090", "service.nodePort=30123")
+    service = kubectl_json("-n", NAMESPACE, "get", "service", RELEASE)
+    assert (service["spec"]["ports"][0]["port"], service["spec"]["ports"][0]["nodePort"]) == (9090, 30123)
+    status, _, body = wait_until("the new node port to answer", lambda: (
+        convert("/convert", [32], 30123, timeout=2)[0] == 200 and convert("/convert", [32], 30123)), 60, 1)
+    assert body["celsius"] == [0]
+    with pytest.raises(OSError):
+        convert("/convert", [32], port, timeout=2)
+    tested = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "3m")  # in-cluster clients use port 9090
+    assert "Phase:          Succeeded" in tested.stdout
+    print(f"service.port=9090 service.nodePort=30123: {NODE_IP}:30123 answers, {port} refused, helm test passes "
+          "on port 9090")
+
+    # Issue 10 item 12: the chart takes any port; the API server judges it against its range.
+    refused = helm("upgrade", RELEASE, str(CHARTS / "celsius"), "-n", NAMESPACE, "--reuse-values",
+                   "--set", "service.nodePort=49000", "--timeout", "2m", check=False)
+    assert refused.returncode != 0
+    assert "provided port is not in the valid range" in refused.stderr, refused.stderr
+    print(f"service.nodePort=49000: refused by the API server: "
+          f"{re.search(r'provided port is not in the valid range[^\n]*', refused.stderr).group(0)}")
+
+    upgrade("service.port=8000", "service.nodePort=null")
+    assert kubectl("-n", NAMESPACE, "get", "service", RELEASE, "-o", "jsonpath={.spec.ports[0].port}") == "8000"
+
+
+# ----------------------------------------------------------------------------------- check 3
+
+@dataclass
+class HpaRun:
+    timeline: Timeline
+    result: LocustResult
+    answers: dict[str, int]
+
+
+HPA_RUNS: dict[str, HpaRun] = {}
+SCALE_DOWN_WINDOW_S = 30
+
+
+def load_with_timeline(tags: str, users: int, run_time: str) -> HpaRun:
+    before = answers_by_app_id()
+    timeline = Timeline().start()
+    run = LocustRun("locust", tags, users, run_time)
+    try:
+        result = run.result()
+        after = answers_by_app_id()
+    finally:
+        timeline.stop()
+        run.uninstall()
+    answers = {app: after[app] - before.get(app, 0) for app in after}
+    return HpaRun(timeline, result, answers)
+
+
+def test_3a_which_scenario_drives_the_hpa():
+    """The HPA's CPU utilisation under the same Locust load (master + 2 workers, 32 users) on
+    each path: the native path costs the service a few microseconds per request, the model
+    path far more (a gRPC call per request)."""
+    upgrade(f"autoscaling.behavior.scaleDown.stabilizationWindowSeconds={SCALE_DOWN_WINDOW_S}")
+    for tags in ("native", "model"):
+        wait_until("one replica before the run", lambda: len(server_pods()) == 1, 600, 5)
+        HPA_RUNS[tags] = load_with_timeline(tags, 32, "90s")
+        HPA_RUNS[tags].timeline.show(f"{tags} load, {HPA_RUNS[tags].result.line()}")
+        print(f"{tags}: highest utilisation {HPA_RUNS[tags].timeline.max_utilisation()} % of the 500m request, "
+              f"most replicas {HPA_RUNS[tags].timeline.max_replicas()}, answers by app_id {HPA_RUNS[tags].answers}")
+    assert max(run.timeline.max_utilisation() for run in HPA_RUNS.values()) > 50, \
+        "neither scenario took the service above the HPA's 50 % target"
+
+
+def test_3b_the_hpa_scales_out_under_load_and_back_in():
+    driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation())
+    run = HPA_RUNS[driver]
+    print(f"the {driver} scenario drives the HPA here")
+    assert run.timeline.max_replicas() >= 2, f"{driver}: replicas stayed at {run.timeline.max_replicas()}"
+    assert run.result.requests and all(
+        n == 0 for n in run.result.failures.values()) or True  # failures are check 4/5's subject, printed above
+    started = time.monotonic()
+    timeline = Timeline().start()
+    try:
+        wait_until("the HPA to scale back to 1", lambda: len(server_pods()) == 1
+                   and kubectl_json("-n", NAMESPACE, "get", "hpa", RELEASE)["status"]["desiredReplicas"] == 1,
+                   300 + SCALE_DOWN_WINDOW_S, 5)
+    finally:
+        timeline.stop()
+    timeline.show("after the load")
+    print(f"back to 1 replica {time.monotonic() - started:.0f} s after the load ended "
+          f"(stabilization window {SCALE_DOWN_WINDOW_S} s)")
+
+
+@needs_server_change("a bounded connection lifetime (issue 11 defect 7): Locust's keep-alive connections "
+                     "otherwise stay on the first replica")
+def test_3c_answers_come_from_every_replica():
+    driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation())
+    answers = HPA_RUNS[driver].answers
+    total = sum(answers.values())
+    shares = {app: round(n / total, 3) for app, n in answers.items()} if total else {}
+    print(f"{driver}: answers by app_id {answers}, shares {shares}")
+    assert len([share for share in shares.values() if share >= 0.1]) >= 2, shares
+
+
+# ----------------------------------------------------------------------------------- check 4
+
+@needs_server_change("the SIGTERM drain window answering with Connection: close (issue 11 defect 8, "
+                     "issue 10 item 3)")
+def test_4_upgrade_to_a_new_image_tag_under_load_loses_nothing():
+    wait_until("one replica before the upgrade", lambda: len(server_pods()) == 1, 600, 5)
+    before = {p["metadata"]["name"] for p in server_pods()}
+    run = LocustRun("locust", "native", 16, "100s")
+    try:
+        run.wait_running()
+        time.sleep(10)
+        started = time.monotonic()
+        upgrade("image.tag=dev", timeout="5m")
+        upgraded = time.monotonic() - started
+        result = run.result()
+    finally:
+        run.uninstall()
+    after = {p["metadata"]["name"]: p["spec"]["containers"][0]["image"] for p in server_pods()}
+    print(f"helm upgrade image.tag=dev under load: {upgraded:.0f} s; pods {sorted(before)} -> {after}; "
+          f"{result.line()}; errors {result.errors}")
+    assert not before & after.keys() and set(after.values()) == {"celsius/server:dev"}
+    assert sum(result.requests.values()) > 1000
+    assert sum(result.failures.values()) == 0, result.errors
+
+
+# ----------------------------------------------------------------------------------- check 5
+
+@dataclass
+class Probe:
+    """Requests from the host to the NodePort every 100 ms, each on a new connection."""
+    path: str
+    port: int
+    results: list[tuple[float, int, float]] = field(default_factory=list)  # (t, status or 0, seconds)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Probe:
+        started = time.monotonic()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                t = time.monotonic()
+                try:
+                    status = convert(self.path, [50], self.port, timeout=5)[0]
+                except OSError:
+                    status = 0
+                self.results.append((round(t - started, 1), status, time.monotonic() - t))
+                self._stop.wait(0.1)
+
+        threading.Thread(target=loop, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def summary(self) -> str:
+        runs, last = [], None
+        for t, status, _ in self.results:
+            if status != last:
+                runs.append(f"{t}s:{status}")
+                last = status
+        return " ".join(runs)
+
+
+@needs_server_change("readiness that a model-server outage does not drop (issue 11 defect 2)")
+def test_5_model_server_pod_deleted_under_load():
+    port = node_port()
+    run = LocustRun("locust", "", 16, "90s")
+    native, model = Probe("/convert", port), Probe("/convert/model", port)
+    readyz: list[tuple[float, int]] = []
+    try:
+        run.wait_running()
+        native.start()
+        model.start()
+        time.sleep(10)
+        victim = kubectl("-n", NAMESPACE, "get", "pods", "-l", MODEL_SELECTOR, "-o",
+                         "jsonpath={.items[0].metadata.name}")
+        deleted_at = time.monotonic()
+        kubectl("-n", NAMESPACE, "delete", "pod", victim, "--wait=false")
+        while time.monotonic() - deleted_at < 60:
+            try:
+                readyz.append((round(time.monotonic() - deleted_at, 1),
+                               http_request("GET", node_url(port, "/readyz"), timeout=2)[0]))
+            except OSError:
+                readyz.append((round(time.monotonic() - deleted_at, 1), 0))
+            time.sleep(0.5)
+        native.stop()
+        model.stop()
+        result = run.result()
+    finally:
+        native.stop()
+        model.stop()
+        run.uninstall()
+    model_503 = [seconds for _, status, seconds in model.results if status == 503]
+    print(f"model-server pod {victim} deleted; host probes /convert: {native.summary()}")
+    print(f"  /convert/model: {model.summary()}; 503s: {len(model_503)}, slowest "
+          f"{max(model_503, default=0) * 1000:.0f} ms")
+    print(f"  /readyz after the deletion: {[f'{t}s:{s}' for t, s in readyz][:40]}")
+    print(f"  Locust: {result.line()}; errors {result.errors}")
+    statuses_after = [status for _, status, _ in model.results[-20:]]
+    assert statuses_after and all(s == 200 for s in statuses_after), "the model path did not recover by itself"
+    assert model_503 and max(model_503) < 1.0, "503 must come fast, not after a deadline"
+    assert all(status == 200 for _, status, _ in native.results), native.summary()
+    assert result.failures.get("/convert", 0) == 0, result.errors
+
+
+# ----------------------------------------------------------------------------------- check 6
+
+@needs_server_change("the gRPC client's round_robin over the resolved addresses (issue 10 item 14)")
+def test_6_two_model_servers_both_get_predict_traffic():
+    upgrade("tfServing.replicaCount=2")
+    run = LocustRun("locust", "model", 16, "60s")
+    samples: list[dict[str, float]] = []
+    try:
+        run.wait_running()
+        time.sleep(20)
+        for _ in range(3):
+            samples.append(pod_cpu(MODEL_SELECTOR))
+            time.sleep(15)
+        result = run.result()
+    finally:
+        run.uninstall()
+    print(f"model-server pods' CPU (m) under /convert/model load from one service pod: {samples}; {result.line()}")
+    last = samples[-1]
+    assert len(last) == 2, last
+    assert min(last.values()) >= 0.25 * max(last.values()), f"one model server idles: {last}"
+
+
+# ----------------------------------------------------------------------------------- check 7
+
+def test_7_uninstall_leaves_nothing():
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m")
+    wait_until("every pod of the release to go", lambda: kubectl(
+        "-n", NAMESPACE, "get", "pods", "-o", "name") == "", 120)
+    kinds = "all,configmaps,secrets,serviceaccounts,pdb,hpa,endpointslices,networkpolicies,ingresses,jobs"
+    left = kubectl("-n", NAMESPACE, "get", kinds, "-o", "name").split()
+    # What Kubernetes itself keeps in every namespace.
+    expected_left = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
+    print(f"after helm uninstall: {left}")
+    assert set(left) == expected_left, left
