@@ -585,7 +585,7 @@ state_mounts() {
 }
 
 down_locked() {
-  local i d
+  local i d started=$SECONDS
   # The kubelet first, so that it restarts nothing; the control plane after it.
   for ((i = ${#daemons[@]} - 1; i >= 0; i--)); do
     d="${daemons[i]}"
@@ -601,6 +601,7 @@ down_locked() {
     sleep 0.1
   done
   [[ -z "$(cluster_pids)" ]] || log "warning: processes left in the cluster's cgroup: $(cluster_pids | tr '\n' ' ')"
+  log "processes stopped ($((SECONDS - started)) s)"
   for ((i = 0; i < 5; i++)); do
     local mounts
     mounts="$(state_mounts)"
@@ -614,8 +615,9 @@ down_locked() {
   fi
   remove_cgroups
   clean_outside_dirs
+  log "network, mounts, cgroups and settings removed ($((SECONDS - started)) s); deleting $state"
   rm -rf "$state"
-  log "down: nothing of the cluster is left"
+  log "down: nothing of the cluster is left ($((SECONDS - started)) s)"
 }
 
 down() {
