@@ -2,6 +2,7 @@
 # A real single-node Kubernetes cluster on this machine, for the project's tests and runs.
 #
 #   scripts/cluster.sh build               build and cache the binaries and system images
+#   scripts/cluster.sh build-binaries      the Go and C builds only (no packages, Docker or Helm)
 #   scripts/cluster.sh up                  build if needed, then start the cluster (idempotent)
 #   scripts/cluster.sh down                stop it and remove everything it made (safe to repeat)
 #   scripts/cluster.sh status              what runs, the node, the system pods
@@ -182,8 +183,7 @@ build_image() {  # name, tag, binary
   log "image $tag ($(du -m "$archive" | cut -f1) MB)"
 }
 
-build() {
-  install_packages
+build_binaries() {
   command -v go >/dev/null || die "needs Go (apt-get install golang-go, or go.dev)"
   mkdir -p "$bin"
   local go_version ldflags
@@ -221,6 +221,11 @@ build() {
     printf '%s' "$pause_version $(sha256sum "$pause_c" | cut -c1-64)" >"$bin/pause.stamp"
     log "built pause"
   fi
+}
+
+build() {
+  install_packages
+  build_binaries
   build_image pause "$pause_image" "$bin/pause"
   build_image coredns "$coredns_image" "$bin/coredns"
   build_image metrics-server "$metrics_server_image" "$bin/metrics-server"
@@ -672,6 +677,7 @@ env_exports() {
 
 case "${1:-}" in
   build) build ;;
+  build-binaries) build_binaries ;;
   up) up ;;
   down) down ;;
   status) status ;;
@@ -679,5 +685,5 @@ case "${1:-}" in
   env) env_exports ;;
   kubectl) shift; kctl "$@" ;;
   exec) shift; need_root; in_node "$@" ;;
-  *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac

@@ -331,13 +331,13 @@ def load_with_timeline(tags: str, users: int, run_time: str) -> HpaRun:
 
 @NEEDS_FAST_MODEL_SERVER
 def test_3a_which_scenario_drives_the_hpa():
-    """The HPA's CPU utilisation under the same Locust load (master + 2 workers, 32 users) on
+    """The HPA's CPU utilisation under the same Locust load (master + 2 workers, 32 users, 60 s) on
     each path: the native path costs the service a few microseconds per request, the model
     path far more (a gRPC call per request)."""
     upgrade(f"autoscaling.behavior.scaleDown.stabilizationWindowSeconds={SCALE_DOWN_WINDOW_S}")
     for tags in ("native", "model"):
         wait_until("one replica before the run", lambda: len(server_pods()) == 1, 600, 5)
-        HPA_RUNS[tags] = load_with_timeline(tags, 32, "90s")
+        HPA_RUNS[tags] = load_with_timeline(tags, 32, "60s")
         HPA_RUNS[tags].timeline.show(f"{tags} load, {HPA_RUNS[tags].result.line()}")
         print(f"{tags}: highest utilisation {HPA_RUNS[tags].timeline.max_utilisation()} % of the 500m request, "
               f"most replicas {HPA_RUNS[tags].timeline.max_replicas()}, answers by app_id {HPA_RUNS[tags].answers}")
@@ -384,7 +384,7 @@ def test_3c_answers_come_from_every_replica():
 def test_4_upgrade_to_a_new_image_tag_under_load_loses_nothing():
     wait_until("one replica before the upgrade", lambda: len(server_pods()) == 1, 600, 5)
     before = {p["metadata"]["name"] for p in server_pods()}
-    run = LocustRun("locust", "native", 16, "100s")
+    run = LocustRun("locust", "native", 16, "75s")
     try:
         run.wait_running()
         time.sleep(10)
@@ -465,7 +465,7 @@ def test_5_model_server_pod_deleted_under_load():
         deleted_at = time.monotonic()
         kubectl("-n", NAMESPACE, "delete", "pod", victim, "--wait=false")
         new_pod_ready = recovered = None
-        while time.monotonic() - deleted_at < 125:
+        while time.monotonic() - deleted_at < 300:  # a busy machine needs minutes to start TF
             now = round(time.monotonic() - deleted_at, 1)
             try:
                 readyz.append((now, http_request("GET", node_url(port, "/readyz"), timeout=2)[0]))
@@ -521,7 +521,7 @@ def test_6_two_model_servers_both_get_predict_traffic():
     try:
         run.wait_running()
         time.sleep(20)
-        for _ in range(3):
+        for _ in range(2):
             samples.append(pod_cpu(MODEL_SELECTOR))
             time.sleep(15)
         result = run.result()
