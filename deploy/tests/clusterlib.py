@@ -44,7 +44,8 @@ KUBECONFIG = ENV["KUBECONFIG"]
 STATE = Path(KUBECONFIG).parent
 
 
-def run(cmd: list[str], *, input: str | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(cmd: list[str], *, input: str | None = None, check: bool = True,
+        timeout: float = 300) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, capture_output=True, text=True, input=input, env=ENV, timeout=timeout)
     if check and done.returncode != 0:
         raise AssertionError(f"{shlex.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")

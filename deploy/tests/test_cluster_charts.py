@@ -147,8 +147,8 @@ class Timeline:
                         cpu = sum(pod_cpu(SERVER_SELECTOR).values())
                     except (AssertionError, ValueError):
                         cpu = float("nan")
-                    self.samples.append(Sample(round(time.monotonic() - started), hpa["status"].get("currentReplicas", 0),
-                                               ready, utilisation, cpu))
+                    replicas = hpa["status"].get("currentReplicas", 0)
+                    self.samples.append(Sample(round(time.monotonic() - started), replicas, ready, utilisation, cpu))
                 except (AssertionError, KeyError, ValueError):
                     pass
                 self._stop.wait(interval)
@@ -531,6 +531,58 @@ def test_6_two_model_servers_both_get_predict_traffic():
     last = samples[-1]
     assert len(last) == 2, last
     assert min(last.values()) >= 0.25 * max(last.values()), f"one model server idles: {last}"
+
+
+# ------------------------------------------------------------- fixes shown on the cluster
+
+def test_hard_anti_affinity_rolling_update_completes_on_one_node():
+    """Issue 11 defect 3: with podAntiAffinityPreset=hard the surge pod of a rolling update
+    could never be scheduled once the node held a replica; the update now replaces in place."""
+    release = "hard"
+    sets = [*IMAGE_SETS, "podAntiAffinityPreset=hard", "autoscaling.enabled=false", "tfServing.enabled=false"]
+    try:
+        helm("install", release, str(CHARTS / "celsius"), "-n", NAMESPACE, *values_args(*sets), "--wait",
+             "--timeout", "3m")
+        started = time.monotonic()
+        helm("upgrade", release, str(CHARTS / "celsius"), "-n", NAMESPACE, "--reuse-values", "--set",
+             "image.tag=dev", "--wait", "--timeout", "3m")
+        images = {p["spec"]["containers"][0]["image"] for p in kubectl_json(
+            "-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/instance={release}")["items"]}
+        print(f"hard anti-affinity: helm upgrade --wait done in {time.monotonic() - started:.0f} s, pods run {images}")
+        assert images == {"celsius/server:dev"}
+    finally:
+        helm("uninstall", release, "-n", NAMESPACE, "--wait", check=False)
+
+
+def test_locust_master_ends_at_once_when_it_gives_up_or_is_deleted():
+    """Issue 11 defects 4 and 5: a master that gave up waiting for its workers kept its Job
+    Running for keepResultsSeconds more; a deleted master waited out its 30 s grace period."""
+    stuck = LocustRun("stuck", "native", 1, "30s", "workers.resources.requests.cpu=64",
+                      "workers.resources.limits.cpu=64", "run.expectWorkersMaxWaitSeconds=10")
+    try:
+        started = time.monotonic()
+        failed = wait_until("the master's Job to fail", lambda: kubectl(
+            "-n", NAMESPACE, "get", "job", "stuck-locust-master", "-o",
+            "jsonpath={.status.conditions[?(@.type=='Failed')].status}") == "True", 120, 1)
+        gave_up = time.monotonic() - started
+        log = kubectl("-n", NAMESPACE, "logs", "job/stuck-locust-master")
+    finally:
+        stuck.uninstall()
+    print(f"workers unschedulable: the master gave up and its Job failed {gave_up:.0f} s after the install "
+          f"(wait 10 s, keepResultsSeconds 300): {log.strip().splitlines()[-1]}")
+    assert failed and gave_up < 60 and "before any request" in log
+
+    run = LocustRun("running", "native", 4, "120s")
+    try:
+        run.wait_running()
+        pod = run.master_pod()
+        started = time.monotonic()
+        kubectl("-n", NAMESPACE, "delete", "pod", pod, "--wait=true", "--timeout=60s")
+        deleted = time.monotonic() - started
+    finally:
+        run.uninstall()
+    print(f"a running headless master deleted in {deleted:.1f} s (grace period 30 s)")
+    assert deleted < 15
 
 
 # ----------------------------------------------------------------------------------- check 7
