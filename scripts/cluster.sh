@@ -685,5 +685,5 @@ case "${1:-}" in
   env) env_exports ;;
   kubectl) shift; kctl "$@" ;;
   exec) shift; need_root; in_node "$@" ;;
-  *) sed -n '2,11p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac

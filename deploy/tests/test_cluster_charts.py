@@ -471,9 +471,10 @@ def test_5_model_server_pod_deleted_under_load():
                 readyz.append((now, http_request("GET", node_url(port, "/readyz"), timeout=2)[0]))
             except OSError:
                 readyz.append((now, 0))
-            if new_pod_ready is None and kubectl("-n", NAMESPACE, "get", "pods", "-l", MODEL_SELECTOR, "-o",
-                                                 "jsonpath={.items[*].status.containerStatuses[0].ready}",
-                                                 check=False).strip() == "true" and now > 1:
+            successors = [p for p in kubectl_json("-n", NAMESPACE, "get", "pods", "-l", MODEL_SELECTOR)["items"]
+                          if p["metadata"]["name"] != victim]
+            if new_pod_ready is None and any(
+                    all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}]) for p in successors):
                 new_pod_ready = now
             recent = [status for t, status, _ in model.results if t >= model.elapsed() - 5]
             if new_pod_ready is not None and recent and all(status == 200 for status in recent):
