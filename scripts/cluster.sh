@@ -332,6 +332,13 @@ clean_outside_dirs() {
   # The CNI library's result cache: <network>-<sandbox id>-<interface> for the pod network
   # (celsius) and containerd's loopback network (cni-loopback) of each of our pod sandboxes.
   rm -f /var/lib/cni/results/celsius-* 2>/dev/null || true
+  # containerd 1.6's shims listen on /run/containerd/s/<sha256 of "<containerd socket>/<namespace>/<id>">
+  # (runtime/v2/shim/util_unix.go, SocketAddress); a killed shim leaves its socket behind.
+  local task
+  for task in "$state"/containerd/state/io.containerd.runtime.v2.task/k8s.io/*; do
+    [[ -d "$task" ]] || continue
+    rm -f "/run/containerd/s/$(printf '%s' "$sock/k8s.io/$(basename "$task")" | sha256sum | cut -c1-64)"
+  done
   local sandbox
   for sandbox in "$state"/containerd/root/io.containerd.grpc.v1.cri/sandboxes/*; do
     [[ -d "$sandbox" ]] || continue

@@ -5,6 +5,7 @@ kernel settings the kubelet changed are back to what they were before `up`. Runs
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -38,6 +39,12 @@ def test_down_twice_leaves_nothing():
     saved = dict(line.strip().split("=", 1) for line in (STATE / "host-sysctls").read_text().splitlines())
     assert len(saved) == 6, saved
     pods = subprocess.run(["grep", "-c", str(STATE), "/proc/self/mountinfo"], capture_output=True, text=True).stdout
+    # containerd 1.6's shim sockets: /run/containerd/s/<sha256 of "<containerd socket>/k8s.io/<task id>">.
+    tasks = STATE / "containerd" / "state" / "io.containerd.runtime.v2.task" / "k8s.io"
+    sock = STATE / "containerd" / "containerd.sock"
+    shim_sockets = [Path("/run/containerd/s") / hashlib.sha256(f"{sock}/k8s.io/{t.name}".encode()).hexdigest()
+                    for t in tasks.iterdir()]
+    assert any(p.exists() for p in shim_sockets), "the shim sockets are not where containerd 1.6 puts them"
     print(f"before down: {len(processes_of_the_cluster(netns_inode))} processes of the cluster, "
           f"{pods.strip()} mounts under its state folder, kubelet's sysctls {dict((k, sysctl(k)) for k in saved)}")
 
@@ -51,6 +58,7 @@ def test_down_twice_leaves_nothing():
     assert str(STATE) not in mountinfo and f"net:[{netns_inode}]" not in mountinfo
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert "celsius-host" not in links
+    assert not [p for p in shim_sockets if p.exists()], "a killed shim's socket was left in /run/containerd/s"
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
     assert "10.213." not in routes, routes
     for table in ("filter", "nat", "mangle", "raw"):
