@@ -20,11 +20,55 @@ void append_json_number(std::string& out, double value) {
   out.append(buf.data(), result.ptr);
 }
 
+namespace {
+
+// Bytes that may follow `lead` as the second byte of a well-formed UTF-8 sequence
+// (Unicode 15, table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF).
+struct second_byte_range {
+  unsigned char low, high;
+};
+constexpr second_byte_range second_byte_for(unsigned char lead) noexcept {
+  if (lead == 0xe0) return {0xa0, 0xbf};
+  if (lead == 0xed) return {0x80, 0x9f};
+  if (lead == 0xf0) return {0x90, 0xbf};
+  if (lead == 0xf4) return {0x80, 0x8f};
+  return {0x80, 0xbf};
+}
+
+// Length of the sequence a lead byte starts (0: it starts none: 80-C1, F5-FF).
+constexpr std::size_t sequence_length(unsigned char lead) noexcept {
+  if (lead >= 0xc2 && lead <= 0xdf) return 2;
+  if (lead >= 0xe0 && lead <= 0xef) return 3;
+  if (lead >= 0xf0 && lead <= 0xf4) return 4;
+  return 0;
+}
+
+}  // namespace
+
+utf8_sequence next_utf8_sequence(std::string_view text) noexcept {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  if (text.empty()) return {0, false};
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) return {1, true};
+  const std::size_t length = sequence_length(lead);
+  if (length == 0) return {1, false};
+  // The maximal subpart: the lead byte and every following byte that could still
+  // continue a well-formed sequence, up to the first that cannot (which is not consumed).
+  std::size_t i = 1;
+  const second_byte_range second = second_byte_for(lead);
+  if (i < text.size() && byte(i) >= second.low && byte(i) <= second.high) {
+    ++i;
+    while (i < length && i < text.size() && byte(i) >= 0x80 && byte(i) <= 0xbf) ++i;
+  }
+  return {i, i == length};
+}
+
 void append_json_string(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   out += '"';
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
+  while (!text.empty()) {
+    const auto c = static_cast<unsigned char>(text.front());
+    std::size_t used = 1;
     switch (c) {
       case '"':
         out += "\\\"";
@@ -46,10 +90,19 @@ void append_json_string(std::string& out, std::string_view text) {
           out += "\\u00";
           out += hex[c >> 4];
           out += hex[c & 0xf];
+        } else if (c < 0x80) {
+          out += static_cast<char>(c);
         } else {
-          out += ch;
+          const utf8_sequence sequence = next_utf8_sequence(text);
+          used = sequence.length;
+          if (sequence.valid) {
+            out.append(text.data(), used);
+          } else {
+            out += "\xef\xbf\xbd";  // U+FFFD REPLACEMENT CHARACTER
+          }
         }
     }
+    text.remove_prefix(used);
   }
   out += '"';
 }
