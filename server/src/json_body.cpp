@@ -231,6 +231,14 @@ convert_parse_result parse_convert_body(std::string_view body, std::size_t max_b
     return api_error{error_code::invalid_json, fmt::format("malformed JSON at offset {}: {}", ok.Offset(),
                                                            rapidjson::GetParseError_En(ok.Code()))};
   }
+  // RapidJSON's streams report a NUL byte as their end (Peek() == '\0'), so a document
+  // followed by NUL and more bytes parses as complete. The body's length decides: any
+  // byte left unread is trailing data, like `{"fahrenheit": 1} x`.
+  if (stream.Tell() != body.size()) {
+    return api_error{
+        error_code::invalid_json,
+        fmt::format("malformed JSON at offset {}: a NUL byte or other data after the document", stream.Tell())};
+  }
   return std::move(handler).finish();
 }
 

@@ -99,6 +99,31 @@ TEST(json_body, malformed_json) {
   }
 }
 
+TEST(json_body, a_nul_byte_does_not_end_the_document) {
+  // Issue 10, item 7: {"fahrenheit": 32} NUL {"fahrenheit": 999} was answered 200 with
+  // celsius 0. The body's length decides where the document ends, not a terminator.
+  using namespace std::string_view_literals;
+  for (const std::string_view body :
+       {R"({"fahrenheit": 32})"
+        "\0"
+        R"({"fahrenheit": 999})"sv,
+        "{\"fahrenheit\": 32}\0"sv, "{\"fahrenheit\": 32} \0 "sv, "\0{\"fahrenheit\": 32}"sv,
+        "{\"fahrenheit\": 3\0002}"sv, "{\"fahrenheit\": [1,\0 2]}"sv, "{\"fahren\0heit\": 32}"sv,
+        "{\"fahrenheit\": 32, \"x\": \"a\0b\"}"sv, "\0"sv}) {
+    const auto e = err(body);
+    EXPECT_EQ(e.code, error_code::invalid_json) << testing::PrintToString(std::string(body)) << " -> " << e.message;
+  }
+  // An escaped NUL inside a string is valid JSON.
+  EXPECT_EQ(ok(R"({"fahrenheit": 32, "note": "a\u0000b"})").fahrenheit[0], 32.0);
+  EXPECT_TRUE(contains(err("{\"fahrenheit\": 32}\0{}"sv).message, "offset 18"));
+}
+
+TEST(query, a_nul_byte_is_not_a_terminator) {
+  EXPECT_EQ(qerr("fahrenheit=32%00").code, error_code::validation_error);
+  EXPECT_EQ(qerr("fahrenheit=32%00999").code, error_code::validation_error);
+  EXPECT_EQ(qerr("fahrenheit=1e3%00").code, error_code::validation_error);
+}
+
 TEST(json_body, malformed_json_wins_over_wrong_types) {
   EXPECT_EQ(err(R"({"fahrenheit": "x",)").code, error_code::invalid_json);
   EXPECT_EQ(err(R"([1, 2)").code, error_code::invalid_json);
