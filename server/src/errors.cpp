@@ -27,6 +27,8 @@ unsigned http_status(error_code code) noexcept {
       return 431;
     case error_code::internal_error:
       return 500;
+    case error_code::not_implemented:
+      return 501;
     case error_code::model_error:
       return 502;
     case error_code::model_not_configured:
@@ -64,6 +66,8 @@ std::string_view code_name(error_code code) noexcept {
       return "header_too_large";
     case error_code::internal_error:
       return "internal_error";
+    case error_code::not_implemented:
+      return "not_implemented";
     case error_code::model_error:
       return "model_error";
     case error_code::model_not_configured:

@@ -11,7 +11,7 @@ enum class error_code {
   invalid_json,            // 400
   not_found,               // 404
   method_not_allowed,      // 405
-  request_timeout,         // 408: the client stalled mid-request
+  request_timeout,         // 408: a request did not arrive whole within --request-timeout-ms
   batch_too_large,         // 413
   payload_too_large,       // 413
   unsupported_media_type,  // 415
@@ -19,6 +19,7 @@ enum class error_code {
   below_absolute_zero,     // 422
   header_too_large,        // 431
   internal_error,          // 500
+  not_implemented,         // 501: a transfer coding other than chunked (RFC 9112 section 6.1)
   model_error,             // 502: the model server answered with an error or a malformed reply
   model_not_configured,    // 503: the service runs without --model-server
   model_unavailable,       // 503: the model server cannot be reached (or failing fast)

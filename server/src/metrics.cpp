@@ -64,7 +64,7 @@ void write_histogram(fmt::memory_buffer& out, std::string_view name, std::string
 }
 
 std::string_view method_name(std::size_t m) {
-  static constexpr std::array<std::string_view, method_count> names = {"GET", "POST", "other"};
+  static constexpr std::array<std::string_view, method_count> names = {"GET", "HEAD", "POST", "other"};
   return names[m];
 }
 }  // namespace

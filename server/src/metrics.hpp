@@ -17,12 +17,12 @@ enum class route : std::uint8_t { root, healthz, readyz, convert, convert_model,
 inline constexpr std::size_t route_count = 9;
 std::string_view route_name(route r) noexcept;
 
-enum class method_label : std::uint8_t { get, post, other };
-inline constexpr std::size_t method_count = 3;
+enum class method_label : std::uint8_t { get, head, post, other };
+inline constexpr std::size_t method_count = 4;
 
 // Status codes the service emits, each with its own counter slot; anything else is "other".
-inline constexpr std::array<unsigned, 14> tracked_statuses = {200, 400, 404, 405, 408, 413, 415,
-                                                              422, 431, 500, 502, 503, 504, 0};
+inline constexpr std::array<unsigned, 15> tracked_statuses = {200, 400, 404, 405, 408, 413, 415, 422,
+                                                              431, 500, 501, 502, 503, 504, 0};
 std::size_t status_slot(unsigned status) noexcept;
 
 // Latency histogram bucket upper bounds, in seconds (plus +Inf).

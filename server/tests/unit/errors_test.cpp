@@ -8,11 +8,23 @@
 namespace celsius {
 namespace {
 
-const error_code all_codes[] = {
-    error_code::bad_request,         error_code::invalid_json,           error_code::not_found,
-    error_code::method_not_allowed,  error_code::request_timeout,        error_code::batch_too_large,
-    error_code::payload_too_large,   error_code::unsupported_media_type, error_code::validation_error,
-    error_code::below_absolute_zero, error_code::header_too_large,       error_code::internal_error};
+const error_code all_codes[] = {error_code::bad_request,
+                                error_code::invalid_json,
+                                error_code::not_found,
+                                error_code::method_not_allowed,
+                                error_code::request_timeout,
+                                error_code::batch_too_large,
+                                error_code::payload_too_large,
+                                error_code::unsupported_media_type,
+                                error_code::validation_error,
+                                error_code::below_absolute_zero,
+                                error_code::header_too_large,
+                                error_code::internal_error,
+                                error_code::not_implemented,
+                                error_code::model_error,
+                                error_code::model_not_configured,
+                                error_code::model_unavailable,
+                                error_code::model_timeout};
 
 TEST(errors, status_mapping) {
   EXPECT_EQ(http_status(error_code::invalid_json), 400u);
@@ -27,6 +39,8 @@ TEST(errors, status_mapping) {
   EXPECT_EQ(http_status(error_code::below_absolute_zero), 422u);
   EXPECT_EQ(http_status(error_code::header_too_large), 431u);
   EXPECT_EQ(http_status(error_code::internal_error), 500u);
+  EXPECT_EQ(http_status(error_code::not_implemented), 501u);
+  EXPECT_EQ(code_name(error_code::not_implemented), "not_implemented");
 }
 
 TEST(errors, names_are_unique_snake_case) {

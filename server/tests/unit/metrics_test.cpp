@@ -81,5 +81,16 @@ TEST(metrics, unexpected_statuses_share_one_slot) {
       has(registry.render("v", "id", 0), R"(celsius_http_requests_total{route="/",method="other",status="other"} 1)"));
 }
 
+TEST(metrics, head_requests_and_501_have_their_own_labels) {
+  metrics_registry registry(1);
+  registry.shard(0).request_started();
+  registry.shard(0).request_finished(route::healthz, method_label::head, 200, microseconds(1));
+  registry.shard(0).request_started();
+  registry.shard(0).request_finished(route::convert, method_label::post, 501, microseconds(1));
+  const std::string text = registry.render("v", "id", 0);
+  EXPECT_TRUE(has(text, R"(celsius_http_requests_total{route="/healthz",method="HEAD",status="200"} 1)")) << text;
+  EXPECT_TRUE(has(text, R"(celsius_http_requests_total{route="/convert",method="POST",status="501"} 1)")) << text;
+}
+
 }  // namespace
 }  // namespace celsius
