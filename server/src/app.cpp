@@ -85,19 +85,27 @@ response app::handle(const request_view& request) const {
     const auto q = request.target.find('?');
     const std::string_view path = request.target.substr(0, q);
     const std::string_view query = q == std::string_view::npos ? std::string_view() : request.target.substr(q + 1);
+    // HEAD is answered wherever GET is, with exactly the GET answer: the transport sends
+    // its status and headers, Content-Length included, and never its body (RFC 9110
+    // section 9.3.2).
+    if (request.method == "HEAD") {
+      request_view get = request;
+      get.method = "GET";
+      return handle(get);
+    }
     const bool get = request.method == "GET";
     const route r = route_of(path);
 
     if (r == route::convert || r == route::convert_model) {
       if (get || request.method == "POST") return convert(r, request, query);
-      return method_not_allowed(r, request.method, "GET, POST");
+      return method_not_allowed(r, request.method, "GET, HEAD, POST");
     }
 
     if (r == route::unmatched) {
       return error_response(r, {error_code::not_found,
                                 fmt::format("no route for {} {}", request.method.substr(0, 32), path.substr(0, 256))});
     }
-    if (!get) return method_not_allowed(r, request.method, "GET");
+    if (!get) return method_not_allowed(r, request.method, "GET, HEAD");
 
     switch (r) {
       case route::root:

@@ -53,11 +53,27 @@ TEST_F(app_test, root_body) {
 TEST_F(app_test, methods) {
   const auto res = call("PUT", "/convert", "{}");
   EXPECT_EQ(res.status, 405u);
-  EXPECT_EQ(res.allow, "GET, POST");
+  EXPECT_EQ(res.allow, "GET, HEAD, POST");
   for (const char* target : {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}) {
     const auto r = call("POST", target, "{}");
     EXPECT_EQ(r.status, 405u) << target;
-    EXPECT_EQ(r.allow, "GET") << target;
+    EXPECT_EQ(r.allow, "GET, HEAD") << target;
+  }
+}
+
+TEST_F(app_test, head_gets_the_get_answer_wherever_get_works) {
+  // Issue 10, item 5: HEAD /healthz was 405. The router answers HEAD exactly like GET
+  // (the transport then leaves the body out).
+  for (const char* target :
+       {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/convert?fahrenheit=212",
+        "/convert?fahrenheit=x", "/convert", "/nope", "/convert/model?fahrenheit=1"}) {
+    const auto get = call("GET", target, {}, {});
+    const auto head = call("HEAD", target, {}, {});
+    EXPECT_EQ(head.status, get.status) << target;
+    EXPECT_EQ(head.content_type, get.content_type) << target;
+    EXPECT_EQ(head.allow, get.allow) << target;
+    EXPECT_EQ(head.matched, get.matched) << target;
+    if (get.matched != route::metrics) EXPECT_EQ(head.body, get.body) << target;
   }
 }
 
