@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -24,6 +25,14 @@ struct config {
   std::string model_name = "f2c";
   std::optional<std::int64_t> model_version;  // the latest AVAILABLE version when empty
   std::uint32_t model_timeout_ms = 1000;      // deadline of one call to the model server
+
+  // Connection lifetime (transport). After SIGTERM, existing connections are served for
+  // shutdown_drain_ms (answers carry `Connection: close`) before idle ones are closed.
+  // A connection is closed after keepalive_requests answers or, at its next answer, once it
+  // is keepalive_time_ms old (nginx's keepalive_requests / keepalive_time); 0 = no limit.
+  std::uint32_t shutdown_drain_ms = 5000;
+  std::uint32_t keepalive_requests = 1000;
+  std::uint32_t keepalive_time_ms = 30000;
 };
 
 // Where the model server is: `grpc://HOST:PORT` (TF Serving's gRPC API) or
@@ -53,11 +62,26 @@ struct config_result {
 config_result parse_config(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
 // Worker threads to use when --threads is not given: the CPUs this process may run on,
-// capped by a cgroup CPU quota (a Kubernetes limit of 500m gives 1), at least 1.
+// capped by its cgroup CPU limit (cgroup_cpu_limit; a Kubernetes limit of 500m gives 1),
+// at least 1.
 unsigned default_threads();
 
 // ceil(quota / period) from the text of cgroup v2 `cpu.max` ("max 100000" or
 // "50000 100000"); nullopt when unlimited or unreadable.
 std::optional<unsigned> cpus_from_cgroup_v2(std::string_view cpu_max);
+
+// ceil(quota / period) from the texts of cgroup v1 `cpu.cfs_quota_us` ("-1" when unlimited)
+// and `cpu.cfs_period_us` (Linux Documentation/scheduler/sched-bwc.rst); nullopt when
+// unlimited or unreadable.
+std::optional<unsigned> cpus_from_cgroup_v1(std::string_view quota_us, std::string_view period_us);
+
+// The CPU limit, in whole CPUs rounded up, of this process's cgroup on cgroup v2
+// (`cpu.max`) or v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us` of the hierarchy with the cpu
+// controller), or both (hybrid hosts). The cgroup comes from `/proc/self/cgroup`, where its
+// hierarchy is mounted from `/proc/self/mountinfo` (so a container's own view works, with or
+// without a cgroup namespace); the limit is the smallest one from that cgroup up to the
+// mount's root. `root` prefixes every path read (tests pass a fake tree). nullopt: no limit
+// found.
+std::optional<unsigned> cgroup_cpu_limit(const std::filesystem::path& root = "/");
 
 }  // namespace celsius
