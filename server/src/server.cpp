@@ -88,18 +88,38 @@ void server::start() {
 }
 
 void server::begin_shutdown(worker& w) {
+  // Shutdown without racing the clients (issue 10, item 3): the listener closes at once,
+  // but connections stay open for the drain window and every answer on them says
+  // `Connection: close`, so a client that sends its next request meanwhile is answered and
+  // reconnects elsewhere. Only then are connections still idle closed.
   w.state.stopping = true;
   if (&w == workers_.front().get() && acceptor_) {
     boost::system::error_code ignored;
     acceptor_->close(ignored);
   }
-  const std::vector<http_session*> sessions(w.state.sessions.begin(), w.state.sessions.end());
-  for (http_session* s : sessions) s->on_shutdown();
   w.log_flush_timer->cancel();
   w.guard.reset();  // the loop ends once its last connection has closed
+  if (drain_ == std::chrono::milliseconds(0) || w.state.sessions.empty()) {
+    end_drain(w);
+    return;
+  }
+  w.drain_timer.emplace(w.ioc.get_executor());
+  w.state.drain_timer = &*w.drain_timer;
+  w.drain_timer->expires_after(drain_);
+  // Ends early (cancelled) when the last connection closes: then there is nothing to drain.
+  w.drain_timer->async_wait([this, &w](const boost::system::error_code&) { end_drain(w); });
+}
+
+void server::end_drain(worker& w) {
+  w.state.drain_over = true;
+  w.state.drain_timer = nullptr;
+  const std::vector<http_session*> sessions(w.state.sessions.begin(), w.state.sessions.end());
+  for (http_session* s : sessions) s->on_drain_over();
 }
 
 bool server::stop(std::chrono::milliseconds grace) {
+  // The drain window is part of the grace period, which bounds the whole shutdown.
+  drain_ = std::min(grace, std::chrono::milliseconds(app_.cfg().shutdown_drain_ms));
   for (auto& w : workers_) asio::post(w->ioc, [this, raw = w.get()] { begin_shutdown(*raw); });
   bool drained = false;
   {
@@ -113,6 +133,7 @@ bool server::stop(std::chrono::milliseconds grace) {
   }
   for (auto& w : workers_) {
     if (w->thread.joinable()) w->thread.join();
+    w->state.drain_timer = nullptr;  // sessions left after a forced stop die with the io_context
   }
   return drained;
 }

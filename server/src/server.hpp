@@ -39,21 +39,25 @@ class server {
   // Starts the event-loop threads; returns at once.
   void start();
 
-  // Graceful stop, callable from any thread: stop accepting, close idle connections,
-  // let requests in flight finish, then end the loops. Waits at most `grace`, then
-  // closes what is left. Returns true when everything finished within the grace period.
+  // Graceful stop, callable from any thread: stop accepting at once; for the drain window
+  // (--shutdown-drain-ms, cut to `grace`) keep serving requests on open connections, each
+  // answered with `Connection: close`; then close idle connections, let requests in flight
+  // finish, and end the loops (early once no connection is left). Waits at most `grace`,
+  // then closes what is left. Returns true when everything finished within `grace`.
   bool stop(std::chrono::milliseconds grace);
 
  private:
   struct worker {
-    explicit worker(metrics_shard& shard) : state{shard, {}, {}, false} {}
+    explicit worker(metrics_shard& shard) : state{shard, {}, {}, false, false, nullptr} {}
     // Declaration order is destruction order, reversed: `state` must outlive `ioc`, whose
     // destructor destroys leftover sessions (after a grace-period timeout) and they
-    // unregister from `state.sessions`; `guard` and the timer must die before `ioc`.
+    // unregister from `state.sessions`; `guard` and the timers must die before `ioc` (and
+    // stop() clears `state.drain_timer` first, so a late session never touches a dead one).
     worker_state state;
     boost::asio::io_context ioc{1};
     std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard;
     std::optional<steady_timer> log_flush_timer;
+    std::optional<steady_timer> drain_timer;
     std::thread thread;
   };
   using acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, executor>;
@@ -61,11 +65,13 @@ class server {
   task<void> accept_loop();
   void schedule_log_flush(worker& w);
   void begin_shutdown(worker& w);
+  void end_drain(worker& w);
 
   const app& app_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::unique_ptr<acceptor> acceptor_;
   std::size_t next_worker_ = 0;
+  std::chrono::milliseconds drain_{0};  // set by stop() before the loops read it
 
   std::mutex mutex_;
   std::condition_variable finished_cv_;

@@ -227,11 +227,11 @@ TEST_F(api, unknown_path_is_404_and_wrong_method_405_with_allow) {
   expect_error(missing.body, "not_found");
   const auto wrong = fetch(port(), "DELETE", "/convert");
   EXPECT_EQ(wrong.status, 405u);
-  EXPECT_EQ(wrong.header("allow"), "GET, POST");
+  EXPECT_EQ(wrong.header("allow"), "GET, HEAD, POST");
   expect_error(wrong.body, "method_not_allowed");
   const auto post_health = fetch(port(), "POST", "/healthz", "{}");
   EXPECT_EQ(post_health.status, 405u);
-  EXPECT_EQ(post_health.header("allow"), "GET");
+  EXPECT_EQ(post_health.header("allow"), "GET, HEAD");
 }
 
 TEST_F(api, oversized_headers_are_431) {

@@ -49,10 +49,11 @@ void connection::send(std::string_view bytes) {
   }
 }
 
-std::optional<http_response> connection::read_response() {
+std::optional<http_response> connection::read_response(bool head) {
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 << 20);
   parser.eager(true);
+  parser.skip(head);
   for (;;) {
     if (!buffer_.empty()) {
       boost::beast::error_code ec;

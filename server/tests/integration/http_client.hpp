@@ -32,7 +32,8 @@ class connection {
 
   void send(std::string_view bytes);
   // Reads one response; nullopt when the server closed or the timeout passed first.
-  std::optional<http_response> read_response();
+  // `head`: the response to a HEAD request, which has no body whatever its headers say.
+  std::optional<http_response> read_response(bool head = false);
   // True when the server has closed the connection (reads EOF or reset within the timeout).
   bool closed_by_peer();
   int fd() const { return fd_; }
