@@ -11,6 +11,7 @@
 #include "app.hpp"
 #include "convert.hpp"
 #include "errors.hpp"
+#include "request_head.hpp"
 
 namespace celsius::fuzz {
 
@@ -34,9 +35,12 @@ std::string check_response(const request_view& req, const response& res) {
   static const std::set<unsigned> allowed = {200, 400, 404, 405, 413, 415, 422};
   if (!allowed.count(res.status)) return "unexpected status " + std::to_string(res.status);
   if (res.content_type != "application/json") return {};
+  // Every JSON answer is valid UTF-8 whatever bytes the request held (issue 10, item 6),
+  // and its length decides where it ends (no NUL inside).
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseFullPrecisionFlag>(res.body.c_str());
-  if (doc.HasParseError() || !doc.IsObject()) return "response is not a JSON object: " + res.body;
+  doc.Parse<rapidjson::kParseFullPrecisionFlag | rapidjson::kParseValidateEncodingFlag>(res.body.data(),
+                                                                                        res.body.size());
+  if (doc.HasParseError() || !doc.IsObject()) return "response is not a valid UTF-8 JSON object: " + res.body;
   if (res.status >= 400) {
     if (!doc.HasMember("error") || !doc["error"].IsObject()) return "no error envelope: " + res.body;
     const auto& e = doc["error"];
@@ -93,7 +97,20 @@ std::string check_request(std::string_view bytes) {
   }
   if (!parser.is_done()) return {};  // incomplete or rejected by the HTTP layer: answered there
   const auto& req = parser.get();
-  return check({req.method_string(), req.target(), req[http::field::content_type], req.body()});
+  if (const auto problem = check_request_head(req, parser.chunked())) {
+    // Refused before routing (400 or 501, then the connection closes): the error body must
+    // still be the envelope, in valid UTF-8.
+    const unsigned status = http_status(problem->code);
+    if (status != 400 && status != 501) return "head check gave status " + std::to_string(status);
+    rapidjson::Document doc;
+    const std::string body = error_body(*problem);
+    doc.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+    if (doc.HasParseError() || !doc.IsObject()) return "head check error is not valid UTF-8 JSON: " + body;
+    return {};
+  }
+  if (req.version() == 11 && req.count(http::field::host) != 1) return "HTTP/1.1 without exactly one Host passed";
+  std::string storage;
+  return check({req.method_string(), origin_form(req.target(), storage), req[http::field::content_type], req.body()});
 }
 
 std::string check_convert_body(std::string_view body) { return check({"POST", "/convert", "application/json", body}); }
