@@ -3,7 +3,8 @@
 #   scripts/test-all.sh                 every stage (what CI runs: .ci/run)
 #   scripts/test-all.sh cpp python      some stages: cpp, python, charts, images, cluster
 # cpp:    clang-format, release build + ctest (unit, integration with the real model server,
-#         randomized), clang-tidy, OpenAPI contract tests, microbenchmark smoke run,
+#         randomized), clang-tidy, OpenAPI contract tests (with a schemathesis run: every check,
+#         25 examples per operation, fixed seed, 15 min deadline), microbenchmark smoke run,
 #         ASan+UBSan build + ctest, bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
 # python: ruff; the SavedModel export and the local model server (real TensorFlow); the
 #         locustfile with real Locust, the report generator, the sweep's step logic, the whole
@@ -88,7 +89,7 @@ stage_cpp() {
   fi
   echo "clean"
 
-  step "OpenAPI contract tests"
+  step "OpenAPI contract tests (jsonschema on real answers; schemathesis, every check, bounded)"
   "$bin/pytest" -q server/tests/contract | tee -a "$log"
 
   step "microbenchmarks (smoke run; numbers here are not measurements)"

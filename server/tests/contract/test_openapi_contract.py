@@ -1,7 +1,9 @@
 """Keeps server/api/openapi.json true: every answer of the real server, for every
 documented operation and each of its documented statuses we can provoke, must match
-the documented status list, headers and JSON schema; and every documented operation
-must be exercised here.
+the documented status list, headers and JSON schema; every documented operation must be
+exercised here; and schemathesis, with all its checks, generates requests from the
+document against the real server (with a real model server behind /convert/model) and
+must find nothing.
 
 Runs the release binary (CELSIUS_SERVER_BINARY, default build/release/celsius-server).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import math
 import os
 import re
 import signal
@@ -19,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import jsonschema
@@ -64,9 +68,10 @@ class Process:
         return self.proc.wait(timeout=30)
 
 
-def start_service(*args: str) -> Process:
-    return Process([BINARY, "--host", "127.0.0.1", "--port", "0", "--max-batch", "4", "--max-body-bytes", "2048",
-                    "--max-header-bytes", "2048", *args], r'"msg":"listening".*"port":(\d+)')
+def start_service(*args: str, small_limits: bool = True) -> Process:
+    """The service on a free port; with `small_limits`, limits small enough to provoke 413 and 431 cheaply."""
+    limits = ["--max-batch", "4", "--max-body-bytes", "2048", "--max-header-bytes", "2048"] if small_limits else []
+    return Process([BINARY, "--host", "127.0.0.1", "--port", "0", *limits, *args], r'"msg":"listening".*"port":(\d+)')
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +141,22 @@ def check(port: int, method: str, target: str, expected_status: int, body=None, 
     res, data = call(port, method, target, raw, hdrs)
     assert res.status == expected_status, (method, target, res.status, data[:300])
 
+    validate(method, target, res, data)
+    return res, data
+
+
+def resolve(obj: dict) -> dict:
+    """The object a local `$ref` (`#/components/...`) points at, or `obj` itself."""
+    while "$ref" in obj:
+        node = SPEC
+        for part in obj["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        obj = node
+    return obj
+
+
+def validate(method: str, target: str, res, data: bytes) -> None:
+    """Checks one real answer against what the document says of that operation and status."""
     path = operation_for(target.split("?")[0])
     operation = SPEC["paths"][path].get(method.lower())
     if operation is None and res.status == 405:
@@ -146,23 +167,43 @@ def check(port: int, method: str, target: str, expected_status: int, body=None, 
         exercised.add((method.lower(), path))
     documented = operation["responses"].get(str(res.status))
     assert documented, f"{method} {path} answered {res.status}, not documented"
+    documented = resolve(documented)
 
     for name, header in documented.get("headers", {}).items():
-        if "$ref" in header:
-            header = SPEC["components"]["headers"][header["$ref"].rsplit("/", 1)[1]]
+        header = resolve(header)
         value = res.getheader(name)
         if header.get("required"):
             assert value is not None, f"missing header {name}"
         if value is not None:
             jsonschema.validate(value, schema_with_components(header["schema"]))
 
+    if method == "HEAD":
+        assert data == b"", f"HEAD {path} {res.status} has a body"
+        assert "content" not in documented, f"HEAD {path} {res.status} documents a body"
+        return
     got_type = res.getheader("Content-Type")
     content = documented.get("content", {})
     assert got_type in content, f"{method} {path} {res.status}: content type {got_type} not in {list(content)}"
     schema = content[got_type]["schema"]
     if got_type.startswith("application/json"):
-        jsonschema.validate(json.loads(data), schema_with_components(schema),
+        # Every JSON answer is valid UTF-8 (a strict decode) and matches its schema.
+        jsonschema.validate(json.loads(data.decode("utf-8", errors="strict")), schema_with_components(schema),
                             cls=jsonschema.Draft202012Validator)
+
+
+def raw_exchange(port: int, request: bytes, method: str) -> tuple[http.client.HTTPResponse, bytes]:
+    """Sends raw bytes (requests http.client would not send) and reads one answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(request)
+        res = http.client.HTTPResponse(sock, method=method)
+        res.begin()
+        return res, res.read()
+
+
+def check_raw(port: int, request: bytes, method: str, target: str, expected_status: int):
+    res, data = raw_exchange(port, request, method)
+    assert res.status == expected_status, (request[:200], res.status, data[:300])
+    validate(method, target, res, data)
     return res, data
 
 
@@ -251,6 +292,96 @@ def test_convert_model_answers_and_faults(model_server):
         for service in services.values():
             assert service.stop() == 0
         silent.close()
+
+
+def test_head_everywhere_get_is(server):
+    for path, item in SPEC["paths"].items():
+        if "get" not in item:
+            continue
+        target = path.replace("{asset}", "swagger-ui.css") + ("?fahrenheit=-40" if path.startswith("/convert") else "")
+        get, body = call(server, "GET", target)
+        head, _ = check(server, "HEAD", target, get.status)
+        if path != "/metrics":  # its counters move between the two calls
+            assert head.getheader("Content-Length") == str(len(body)), target
+        assert head.getheader("Content-Type") == get.getheader("Content-Type"), target
+    # Errors too: the GET error's status and Content-Length, no body.
+    _, body = call(server, "GET", "/convert?fahrenheit=x")
+    res, _ = check(server, "HEAD", "/convert?fahrenheit=x", 422)
+    assert res.getheader("Content-Length") == str(len(body))
+    check(server, "HEAD", "/convert/model?fahrenheit=1", 503)
+
+
+def test_transport_errors_on_every_route(server):
+    """400 (Host, framing), 413 (a body over --max-body-bytes, GET included), 431 and 501
+    can answer any operation; each is documented on each and matches its schema."""
+    for path, item in SPEC["paths"].items():
+        target = path.replace("{asset}", "swagger-ui.css")
+        for method in item:
+            verb = method.upper()
+            check_raw(server, f"{verb} {target} HTTP/1.1\r\n\r\n".encode(), verb, target, 400)  # no Host
+            check_raw(server, f"{verb} {target} HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".encode(), verb, target, 400)
+            check_raw(server, f"{verb} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".encode(), verb,
+                      target, 413)
+            check_raw(server, f"{verb} {target} HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * 3000}\r\n\r\n".encode(), verb,
+                      target, 431)
+            check_raw(server, f"{verb} {target} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".encode(), verb,
+                      target, 400)
+            check_raw(server, f"{verb} {target} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                      "0\r\n\r\n".encode(), verb, target, 501)
+
+
+def test_request_timeout_is_408():
+    service = start_service("--request-timeout-ms", "300")
+    try:
+        for path, item in SPEC["paths"].items():
+            target = path.replace("{asset}", "swagger-ui.css")
+            for method in item:
+                verb = method.upper()
+                # The head arrives, the declared body never does.
+                check_raw(service.port, f"{verb} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n".encode(),
+                          verb, target, 408)
+    finally:
+        assert service.stop() == 0
+
+
+def test_fahrenheit_maximum_is_the_services_boundary(server):
+    """The document's `maximum` is the largest value the service accepts (issue 10, item 10:
+    ?fahrenheit=1e308 was refused although the schema had no maximum)."""
+    def query(value: float) -> str:
+        return "/convert?fahrenheit=" + urllib.parse.quote(repr(value))  # "e+307": + must be %2B
+
+    maximum = SPEC["components"]["schemas"]["Fahrenheit"]["maximum"]
+    above = math.nextafter(maximum, math.inf)
+    check(server, "GET", query(maximum), 200)
+    check(server, "POST", "/convert", 200, body={"fahrenheit": maximum})
+    check(server, "GET", query(above), 422)
+    check(server, "POST", "/convert", 422, body={"fahrenheit": [0, above]})
+    check(server, "GET", "/convert?fahrenheit=1e308", 422)
+    minimum = SPEC["components"]["schemas"]["Fahrenheit"]["minimum"]
+    check(server, "GET", query(minimum), 200)
+    check(server, "GET", query(math.nextafter(minimum, -math.inf)), 422)
+
+
+def test_schemathesis_finds_nothing(model_server):
+    """schemathesis (every check, all phases) against the real service with the real model
+    server behind /convert/model: it must report no failure. Bounded: a fixed number of
+    examples per operation, a fixed seed, and a deadline on the whole run."""
+    service = start_service("--model-server", f"grpc://127.0.0.1:{model_server}", "--model-timeout-ms", "20000",
+                            small_limits=False)
+    try:
+        wait_ready(service.port)
+        binary = Path(sys.executable).parent / "schemathesis"
+        config = Path(__file__).parent / "schemathesis.toml"  # what counts as a rejection: + 413
+        result = subprocess.run(
+            [str(binary), "--no-color", "--config-file", str(config), "run",
+             f"http://127.0.0.1:{service.port}/openapi.json", "--checks", "all",
+             "--max-examples", os.environ.get("CELSIUS_SCHEMATHESIS_EXAMPLES", "25"), "--seed", "20261126",
+             "--workers", "1", "--request-timeout", "30", "--suppress-health-check", "too_slow"],
+            capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+        assert "No issues found" in result.stdout, result.stdout[-5000:]
+    finally:
+        assert service.stop() == 0
 
 
 def test_every_documented_operation_was_exercised(server):
