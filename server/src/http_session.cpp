@@ -208,6 +208,7 @@ task<beast::error_code> http_session::read_request(request_parser& parser, std::
           static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
           set_deadline(request_started_ + milliseconds(cfg.request_timeout_ms));
           co_await asio::async_write(socket_, asio::buffer(go_on), redirect_error(use_task, ec));
+          if (timed_out_) co_return beast::error_code(asio::error::timed_out);
           if (ec) co_return ec;
         }
       }
@@ -221,6 +222,8 @@ task<beast::error_code> http_session::read_request(request_parser& parser, std::
     const std::size_t size = beast::read_size(buffer_, 65536);
     const std::size_t n = co_await socket_.async_read_some(buffer_.prepare(size), redirect_error(use_task, ec));
     buffer_.commit(n);
+    // The deadline passed while the read was completing (its bytes came too late): 408.
+    if (timed_out_) co_return beast::error_code(asio::error::timed_out);
     if (ec == asio::error::eof) co_return parser.got_some() ? beast::error_code(http::error::partial_message) : ec;
     if (ec) co_return ec;
   }
