@@ -362,7 +362,7 @@ def test_fahrenheit_maximum_is_the_services_boundary(server):
     check(server, "GET", query(math.nextafter(minimum, -math.inf)), 422)
 
 
-def test_schemathesis_finds_nothing(model_server):
+def test_schemathesis_finds_nothing(model_server, tmp_path):
     """schemathesis (every check, all phases) against the real service with the real model
     server behind /convert/model: it must report no failure. Bounded: a fixed number of
     examples per operation, a fixed seed, and a deadline on the whole run."""
@@ -377,7 +377,7 @@ def test_schemathesis_finds_nothing(model_server):
              f"http://127.0.0.1:{service.port}/openapi.json", "--checks", "all",
              "--max-examples", os.environ.get("CELSIUS_SCHEMATHESIS_EXAMPLES", "25"), "--seed", "20261126",
              "--workers", "1", "--request-timeout", "30", "--suppress-health-check", "too_slow"],
-            capture_output=True, text=True, timeout=900)
+            capture_output=True, text=True, timeout=900, cwd=tmp_path)  # its .schemathesis/ stays out of the clone
         assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
         assert "No issues found" in result.stdout, result.stdout[-5000:]
     finally:
