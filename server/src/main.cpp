@@ -83,8 +83,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<model_gateway> gateway;
   if (!cfg.model_server.empty()) {
     gateway = make_gateway(cfg);
-    application.set_model(gateway.get());
-    application.set_readiness_check([g = gateway.get()] { return g->ready_state(); });
+    application.set_model(gateway.get());  // its state shows in /readyz and /metrics, never gating readiness
     gateway->start();
   }
   server srv(application, metrics);
@@ -118,7 +117,6 @@ int main(int argc, char** argv) {
   const bool drained = srv.stop(std::chrono::milliseconds(cfg.shutdown_grace_ms));
   // Every model callback has returned (so none can post to a loop), and the status poller
   // has stopped before logging shuts down. The loops are stopped: nothing calls the app.
-  application.set_readiness_check({});
   application.set_model(nullptr);
   gateway.reset();
   log_info("stopped", fmt::format(R"("drained":{})", drained));

@@ -12,7 +12,6 @@
 #include <string>
 #include <thread>
 
-#include "app.hpp"
 #include "model_client.hpp"
 
 namespace celsius {
@@ -55,9 +54,18 @@ struct model_gateway_options {
   std::chrono::milliseconds poll_not_ready{250};  // ... and while not
 };
 
+// The model's state as /readyz and /metrics report it (the service's own readiness does
+// not depend on it: see server/README.md, "Readiness").
+struct model_state {
+  bool available = false;     // the last status poll found a version AVAILABLE
+  std::int64_t version = 0;   // that version (0: unknown)
+  std::string reason;         // why it is not available
+  bool failing_fast = false;  // the circuit breaker is open: calls are rejected with 503
+};
+
 // The service's side of the model server: the client behind a circuit breaker, a thread
-// that polls the model's status for /readyz, and a count of calls in flight so shutdown
-// can wait for every callback before the event loops go away.
+// that polls the model's status (reported by /readyz and /metrics), and a count of calls
+// in flight so shutdown can wait for every callback before the event loops go away.
 class model_gateway {
  public:
   model_gateway(std::unique_ptr<model_client> client, model_gateway_options options);
@@ -72,9 +80,16 @@ class model_gateway {
   // open. `done` runs exactly once, on a client thread (inline when rejected).
   void predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done);
 
-  // Ready once the model's status said AVAILABLE; not ready until the first answer
-  // and after a status poll that failed or found no AVAILABLE version.
-  readiness ready_state() const;
+  // Available once a status poll found a version AVAILABLE; not available until the first
+  // answer and after a poll that failed or found none.
+  model_state state() const;
+
+  // `{"name":..,"available":..,"failing_fast":..}` plus "version" (a string, as in
+  // /convert/model answers) when available or "reason" when not: the /readyz member.
+  void append_state_json(std::string& out) const;
+
+  // Prometheus text for the gauges celsius_model_available and celsius_model_failing_fast.
+  void append_metrics(std::string& out) const;
 
   // The version to report when an answer does not name one (REST answers do not).
   std::int64_t known_version() const;
@@ -92,7 +107,8 @@ class model_gateway {
 
   mutable std::mutex mutex_;  // guards the fields below
   std::condition_variable cv_;
-  readiness state_;
+  bool available_ = false;
+  std::string reason_;
   std::int64_t version_ = 0;
   std::size_t in_flight_ = 0;
   bool stopping_ = false;

@@ -87,6 +87,7 @@ TEST(model_gateway, fails_fast_after_repeated_outages_without_calling) {
   options.breaker_open_for = 60s;
   model_gateway gateway(std::move(client), options);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(std::get<model_error>(call(gateway)).kind, model_failure::unavailable);
+  EXPECT_TRUE(gateway.state().failing_fast);
   const auto rejected = call(gateway);
   EXPECT_EQ(std::get<model_error>(rejected).kind, model_failure::rejected);
   EXPECT_NE(std::get<model_error>(rejected).message.find("failing fast"), std::string::npos);
@@ -105,7 +106,7 @@ TEST(model_gateway, model_errors_do_not_trip_the_breaker) {
   EXPECT_EQ(std::get<model_prediction>(call(gateway)).version, 2);
 }
 
-TEST(model_gateway, readiness_follows_status_polls) {
+TEST(model_gateway, model_state_follows_status_polls) {
   auto client = std::make_unique<scripted_client>();
   scripted_client& script = *client;
   script.statuses = {{false, 0, "loading"}};
@@ -115,15 +116,17 @@ TEST(model_gateway, readiness_follows_status_polls) {
   options.poll_ready = 5ms;
   options.poll_not_ready = 5ms;
   model_gateway gateway(std::move(client), options);
-  EXPECT_FALSE(gateway.ready_state().ready);  // before the first answer
+  EXPECT_FALSE(gateway.state().available);  // before the first answer
   gateway.start();
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   bool saw_ready = false;
   while (std::chrono::steady_clock::now() < deadline) {
-    const auto state = gateway.ready_state();
-    if (state.ready) {
+    const auto state = gateway.state();
+    if (state.available) {
       saw_ready = true;
       EXPECT_EQ(gateway.known_version(), 7);
+      EXPECT_EQ(state.version, 7);
+      EXPECT_TRUE(state.reason.empty());
     } else if (saw_ready) {
       EXPECT_NE(state.reason.find("connection refused"), std::string::npos) << state.reason;
       EXPECT_NE(state.reason.find("f2c"), std::string::npos) << state.reason;
@@ -131,7 +134,7 @@ TEST(model_gateway, readiness_follows_status_polls) {
     }
     std::this_thread::sleep_for(1ms);
   }
-  FAIL() << "readiness did not go not-ready -> ready -> not-ready";
+  FAIL() << "the model state did not go unavailable -> available -> unavailable";
 }
 
 }  // namespace
