@@ -1,7 +1,9 @@
 #include "grpc_model_client.hpp"
 
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 
+#include <bit>
 #include <cstring>
 
 #include "tensorflow_serving.grpc.pb.h"
@@ -15,14 +17,27 @@ namespace tfs = tensorflow::serving;
 constexpr const char* input_name = "fahrenheit";
 constexpr const char* output_name = "celsius";
 
+// tensor_content holds the values in host order, which for every platform TF Serving
+// runs on is little-endian; reading it with memcpy is exact only here.
+static_assert(std::endian::native == std::endian::little, "tensor_content is read as little-endian doubles");
+
 std::shared_ptr<grpc::Channel> make_channel(const std::string& target) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5 * 60 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // Reconnect backoff 100 ms, growing to at most 1 s. (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS:
+  // gRPC uses it as the minimum time a connection attempt is given, default 20 s; set to
+  // 100 ms it failed every attempt that took longer, e.g. on a busy machine, with
+  // "connection attempt timed out before receiving SETTINGS frame".)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Client-side load balancing over every address the name resolves to; re-resolution
+  // (asked for by gRPC whenever a connection drops) at most once a second, not the
+  // default 30 s, so a replaced model-server pod is found quickly.
+  args.SetLoadBalancingPolicyName("round_robin");
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);
+  args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);  // no service config from DNS TXT records
   args.SetMaxReceiveMessageSize(64 << 20);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
@@ -39,31 +54,69 @@ model_error to_error(const grpc::Status& status) {
   }
 }
 
-// Reads the celsius output: double_val (what TF Serving sends) or tensor_content.
-predict_result read_prediction(const tfs::PredictResponse& response, std::size_t expected) {
-  const auto it = response.outputs().find(output_name);
-  if (it == response.outputs().end()) {
-    return model_error{model_failure::malformed, "model server answer has no 'celsius' output"};
+model_error malformed(std::string message) { return {model_failure::malformed, std::move(message)}; }
+
+std::string shape_text(const tensorflow::TensorShapeProto& shape) {
+  if (shape.unknown_rank()) return "unknown rank";
+  std::string text = "[";
+  for (int i = 0; i < shape.dim_size(); ++i) {
+    if (i != 0) text += ',';
+    text += std::to_string(shape.dim(i).size());
   }
+  return text + "]";
+}
+
+}  // namespace
+
+predict_result read_predict_response(const tfs::PredictResponse& response, std::size_t expected,
+                                     std::string_view model_name, std::optional<std::int64_t> version) {
+  const auto it = response.outputs().find(output_name);
+  if (it == response.outputs().end()) return malformed("no 'celsius' output");
   const tensorflow::TensorProto& tensor = it->second;
   if (tensor.dtype() != tensorflow::DT_DOUBLE) {
-    return model_error{model_failure::malformed, "model server answer: 'celsius' is not float64"};
+    return malformed(fmt::format("'celsius' has dtype {} ({}), not DT_DOUBLE",
+                                 tensorflow::DataType_Name(tensor.dtype()), static_cast<int>(tensor.dtype())));
+  }
+  const auto& shape = tensor.tensor_shape();
+  if (shape.unknown_rank() || shape.dim_size() != 1 || shape.dim(0).size() < 0 ||
+      static_cast<std::uint64_t>(shape.dim(0).size()) != expected) {
+    return malformed(
+        fmt::format("'celsius' has shape {} for {} inputs (expected [{}])", shape_text(shape), expected, expected));
   }
   model_prediction out;
-  if (tensor.double_val_size() > 0) {
-    out.celsius.assign(tensor.double_val().begin(), tensor.double_val().end());
-  } else if (!tensor.tensor_content().empty() && tensor.tensor_content().size() % sizeof(double) == 0) {
-    out.celsius.resize(tensor.tensor_content().size() / sizeof(double));
-    std::memcpy(out.celsius.data(), tensor.tensor_content().data(), tensor.tensor_content().size());
+  const std::string& content = tensor.tensor_content();
+  const auto& values = tensor.double_val();
+  if (!content.empty()) {
+    if (!values.empty()) return malformed("'celsius' has both tensor_content and double_val");
+    if (content.size() != expected * sizeof(double)) {
+      return malformed(fmt::format("'celsius' tensor_content has {} bytes for shape [{}] (expected {})", content.size(),
+                                   expected, expected * sizeof(double)));
+    }
+    out.celsius.resize(expected);
+    std::memcpy(out.celsius.data(), content.data(), content.size());
+  } else if (static_cast<std::size_t>(values.size()) == expected) {
+    out.celsius.assign(values.begin(), values.end());
+  } else if (values.size() == 1) {
+    out.celsius.assign(expected, values[0]);  // one value for the whole shape (TensorFlow's broadcast)
+  } else {
+    return malformed(fmt::format("'celsius' has {} values for shape [{}]", values.size(), expected));
   }
-  if (out.celsius.size() == 1 && expected > 1) out.celsius.assign(expected, out.celsius.front());  // broadcast
-  if (out.celsius.size() != expected) {
-    return model_error{model_failure::malformed, "model server answer has " + std::to_string(out.celsius.size()) +
-                                                     " values for " + std::to_string(expected) + " inputs"};
+  if (response.has_model_spec()) {
+    const tfs::ModelSpec& spec = response.model_spec();
+    if (!spec.name().empty() && spec.name() != model_name) {
+      return malformed(fmt::format("the answer is from model '{}', not '{}'", spec.name(), model_name));
+    }
+    if (spec.has_version()) {
+      out.version = spec.version().value();
+      if (version && out.version != *version) {
+        return malformed(fmt::format("the answer is from version {}, not the requested {}", out.version, *version));
+      }
+    }
   }
-  out.version = response.model_spec().has_version() ? response.model_spec().version().value() : 0;
   return out;
 }
+
+namespace {
 
 class grpc_model_client final : public model_client {
  public:
@@ -91,9 +144,9 @@ class grpc_model_client final : public model_client {
     input.set_dtype(tensorflow::DT_DOUBLE);
     input.mutable_tensor_shape()->add_dim()->set_size(static_cast<std::int64_t>(fahrenheit.size()));
     input.mutable_double_val()->Add(fahrenheit.begin(), fahrenheit.end());
-    prediction_->async()->Predict(&c->context, &c->request, &c->response, [c](const grpc::Status& status) {
+    prediction_->async()->Predict(&c->context, &c->request, &c->response, [this, c](const grpc::Status& status) {
       if (!status.ok()) return c->done(to_error(status));
-      c->done(read_prediction(c->response, c->count));
+      c->done(read_predict_response(c->response, c->count, options_.model_name, options_.model_version));
     });
   }
 

@@ -29,7 +29,9 @@ std::unique_ptr<celsius::model_gateway> make_gateway(const celsius::config& cfg)
   std::unique_ptr<model_client> client;
   if (address.scheme == model_server_address::protocol::grpc) {
     grpc_model_options options;
-    options.target = host_port(address.host, address.port);
+    // gRPC's DNS resolver: every address of the name gets a connection (round_robin), so a
+    // Kubernetes headless Service name spreads calls over its model-server pods.
+    options.target = "dns:///" + host_port(address.host, address.port);
     options.model_name = cfg.model_name;
     options.model_version = cfg.model_version;
     options.timeout = timeout;

@@ -7,6 +7,7 @@
 #include <rapidjson/error/en.h>
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
+#include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -21,7 +22,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cerrno>
 #include <charconv>
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -56,7 +59,11 @@ class predictions_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<
     return true;
   }
   bool Key(const Ch* str, rapidjson::SizeType len, bool /*copy*/) {
-    if (depth_ == 1) in_predictions_ = std::string_view(str, len) == "predictions";
+    if (depth_ == 1) {
+      in_predictions_ = std::string_view(str, len) == "predictions";
+      if (in_predictions_ && seen_predictions_) problem_ = "'predictions' appears twice";
+      seen_predictions_ = seen_predictions_ || in_predictions_;
+    }
     return true;
   }
   bool EndObject(rapidjson::SizeType /*members*/) {
@@ -88,6 +95,7 @@ class predictions_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<
   }
   int depth_ = 0;
   bool in_predictions_ = false;
+  bool seen_predictions_ = false;
 };
 
 std::string shorten(std::string_view text) {
@@ -207,13 +215,14 @@ class rest_model_client final : public model_client {
     request.body() = body;
     request.prepare_payload();
 
-    for (int attempt = 0;; ++attempt) {
+    // At most two attempts: a pooled connection first (when one is fit for use), and, if
+    // that fails before any byte of the answer, one more on a NEW connection, never on
+    // another pooled one (it may be as stale as the first). Predictions are idempotent.
+    for (bool fresh = false;; fresh = true) {
       beast::error_code ec;
-      const bool reused = !idle_.empty();
-      if (reused) {
-        state->conn = std::move(idle_.back());
-        idle_.pop_back();
-      } else {
+      state->conn = fresh ? nullptr : take_idle();
+      const bool reused = state->conn != nullptr;
+      if (!reused) {
         state->conn = std::make_shared<connection>(ex);
         state->resolver = std::make_shared<resolver_type>(ex);
         const auto endpoints = co_await state->resolver->async_resolve(options_.host, std::to_string(options_.port),
@@ -240,20 +249,51 @@ class rest_model_client final : public model_client {
       if (!ec) co_await http::async_read(conn.socket, conn.buffer, parser, asio::redirect_error(use_task, ec));
       if (state->timed_out) co_return timeout();
       if (ec) {
-        // A kept-alive connection the server closed while it sat idle: try a new one.
-        if (reused && !parser.got_some() && attempt == 0) continue;
+        // The server closed a kept-alive connection (idle timeout) as we sent on it.
+        if (reused && !parser.got_some()) continue;
         co_return model_error{model_failure::unavailable,
                               fmt::format("model server connection failed: {}", ec.message())};
       }
       deadline.cancel();
       auto& reply = parser.get();
-      if (reply.keep_alive() && idle_.size() < options_.max_idle_connections) {
-        conn.buffer.clear();
-        idle_.push_back(std::move(state->conn));
-      }
+      if (reply.keep_alive() && conn.buffer.size() == 0) give_back(std::move(state->conn));
       co_return http_reply{reply.result_int(), std::move(reply.body())};
     }
   }
+
+  // A pooled connection fit for a request, or null. Connections idle longer than
+  // max_idle_age are closed unused (servers close idle keep-alive connections, often
+  // after a few seconds, without telling the client first); the rest are checked for a
+  // close or stray bytes from the server that arrived while they sat in the pool.
+  std::shared_ptr<connection> take_idle() {
+    const auto now = std::chrono::steady_clock::now();
+    while (!idle_.empty() && now - idle_.front().since >= options_.max_idle_age) idle_.pop_front();  // oldest first
+    while (!idle_.empty()) {
+      std::shared_ptr<connection> conn = std::move(idle_.back().conn);  // the most recently used
+      idle_.pop_back();
+      if (quiet_and_open(conn->socket)) return conn;
+    }
+    return nullptr;
+  }
+
+  void give_back(std::shared_ptr<connection> conn) {
+    if (options_.max_idle_age.count() <= 0) return;
+    if (idle_.size() >= options_.max_idle_connections) idle_.pop_front();
+    idle_.push_back({std::move(conn), std::chrono::steady_clock::now()});
+  }
+
+  // True when nothing is waiting to be read on an idle connection: no EOF (the server
+  // closed it), no reset, no unexpected bytes. One non-blocking peek (MSG_PEEK).
+  static bool quiet_and_open(socket_type& socket) {
+    char byte = 0;
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  struct idle_connection {
+    std::shared_ptr<connection> conn;
+    std::chrono::steady_clock::time_point since;  // when it went back to the pool
+  };
 
   rest_model_options options_;
   asio::io_context ioc_{1};
@@ -261,7 +301,7 @@ class rest_model_client final : public model_client {
   std::string host_header_;
   std::string status_target_;
   std::string predict_target_;
-  std::vector<std::shared_ptr<connection>> idle_;  // touched only on the client's thread
+  std::deque<idle_connection> idle_;  // oldest first; touched only on the client's thread
   std::thread thread_;
 };
 
