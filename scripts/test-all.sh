@@ -5,8 +5,9 @@
 # cpp:    clang-format, release build + ctest (unit, integration with the real model server,
 #         randomized), clang-tidy, OpenAPI contract tests, microbenchmark smoke run,
 #         ASan+UBSan build + ctest, bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
-# python: ruff; the SavedModel export and the local model server (real TensorFlow); the
-#         locustfile with real Locust, the report generator, the whole main job end to end.
+# python: ruff; the SavedModel export and the local model server (real TensorFlow); scripts
+#         that start processes leave none (scripts/tests); the locustfile with real Locust,
+#         the report generator, the whole main job end to end.
 # charts: helm lint --strict, rendered-manifest tests, values schema, kubeconform, kube-score;
 #         actionlint on the GitHub workflow.
 # images: hadolint, every image built with Docker (engine started if needed), containers run
@@ -90,11 +91,14 @@ stage_python() {
   release_build >/dev/null  # the Python tests drive the real service
   cd "$root"
   step "Python lint (ruff)"
-  "$bin/ruff" check model loadtest server/tests/contract deploy/tests
+  "$bin/ruff" check model loadtest server/tests/contract deploy/tests scripts/tests
 
   step "model: SavedModel export and local model server tests (real TensorFlow runtime)"
   PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
     "$bin/pytest" -q model/tests | tee -a "$log"
+
+  step "scripts that start processes leave none behind (run briefly; end, SIGINT, SIGTERM)"
+  CELSIUS_PYTHON="$bin/python" "$bin/pytest" -q scripts/tests | tee -a "$log"
 
   step "load test: locustfile, report generator, the main job end to end (real Locust, service, model server)"
   PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \

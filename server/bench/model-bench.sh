@@ -33,14 +33,14 @@ binary="$repo/build/release/celsius-server"
 python="${CELSIUS_PYTHON:-$repo/.venv/bin/python}"
 
 work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+# shellcheck source=processes.sh
+source "$here/processes.sh"  # spawn/run: every process started here is stopped on every exit path
+on_exit() { rm -rf "$work"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { for _ in $(seq 600); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
 
 # Model: exported from source, served on CPU 0.
-PYTHONPATH="$repo/model/src" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m celsius_model export --output "$work/f2c" >/dev/null
+PYTHONPATH="$repo/model/src" TF_CPP_MIN_LOG_LEVEL=2 run "$python" -m celsius_model export --output "$work/f2c" >/dev/null
 grpc_port="$(free_port)" rest_port="$(free_port)"
 if command -v tensorflow_model_server >/dev/null; then
   model_cmd=(tensorflow_model_server) model_kind="tensorflow_model_server"
@@ -48,36 +48,41 @@ else
   model_cmd=(env PYTHONPATH="$repo/model/src" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m celsius_model serve)
   model_kind="stand-in (python -m celsius_model serve)"
 fi
-taskset -c 0 "${model_cmd[@]}" --port "$grpc_port" --rest_api_port "$rest_port" --model_name f2c \
-  --model_base_path "$work/f2c" >"$work/model.log" 2>&1 &
-model_pid=$!; pids+=("$model_pid")
+spawn taskset -c 0 "${model_cmd[@]}" --port "$grpc_port" --rest_api_port "$rest_port" --model_name f2c \
+  --model_base_path "$work/f2c" >"$work/model.log" 2>&1
+model_pid=$spawned
 wait_for "http://127.0.0.1:$rest_port/v1/models/f2c"
 
-# Two services on CPU 1 (one per protocol), one event loop each, request logs off.
-start_service() {
-  local port; port="$(free_port)"
-  taskset -c 1 "$binary" --host 127.0.0.1 --port "$port" --threads 1 --log-level warn --model-server "$1" \
-    >"$work/service-$port.log" 2>&1 &
-  pids+=($!)
-  echo "$port $!"
+# Two services on CPU 1 (one per protocol), one event loop each, request logs off. Started
+# from this shell (not a subshell), so their PIDs are recorded where the exit trap sees them.
+start_service() {  # sets service_port and service_pid
+  service_port="$(free_port)"
+  spawn taskset -c 1 "$binary" --host 127.0.0.1 --port "$service_port" --threads 1 --log-level warn \
+    --model-server "$1" >"$work/service-$service_port.log" 2>&1
+  service_pid=$spawned
 }
-read -r grpc_service grpc_service_pid < <(start_service "grpc://127.0.0.1:$grpc_port")
-read -r rest_service rest_service_pid < <(start_service "http://127.0.0.1:$rest_port")
+start_service "grpc://127.0.0.1:$grpc_port"; grpc_service=$service_port grpc_service_pid=$service_pid
+start_service "http://127.0.0.1:$rest_port"; rest_service=$service_port rest_service_pid=$service_pid
+# Ready, and the model AVAILABLE as the service sees it (/readyz reports it, never waits for it).
 for p in "$grpc_service" "$rest_service"; do
-  for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$p/readyz" && break; sleep 0.1; done
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$p/readyz" 2>/dev/null | grep -q '"available":true' && break
+    sleep 0.1
+  done
 done
 
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 
-# One wrk run: prints "req_per_s p50_us p99_us errors service_cpu_ms_per_1k model_cpu_ms_per_1k".
-run() {
+# One wrk run; writes "req_per_s p50_us p99_us errors service_cpu_ms_per_1k model_cpu_ms_per_1k"
+# to $work/row. (Not in a command substitution: that subshell would hide wrk's PID from the trap.)
+measure() {
   local url="$1" body="$2" service_pid="$3"
   local s0 m0 s1 m1
   s0="$(cpu_seconds "$service_pid")"; m0="$(cpu_seconds "$model_pid")"
-  CELSIUS_BENCH_BODY="$body" taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency \
+  CELSIUS_BENCH_BODY="$body" run taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency \
     -s "$here/post_convert.lua" "$url" >"$work/wrk.out"
   s1="$(cpu_seconds "$service_pid")"; m1="$(cpu_seconds "$model_pid")"
-  python3 - "$work/wrk.out" "$s0" "$s1" "$m0" "$m1" <<'PY'
+  python3 - "$work/wrk.out" "$s0" "$s1" "$m0" "$m1" >"$work/row" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 s0, s1, m0, m1 = map(float, sys.argv[2:6])
@@ -104,12 +109,13 @@ targets=(
   "direct|http://127.0.0.1:$rest_port/v1/models/f2c:predict|$direct|$grpc_service_pid"
 )
 saved="$duration"; duration=2
-for t in "${targets[@]}"; do IFS='|' read -r _ url body pid <<<"$t"; run "$url" "$body" "$pid" >/dev/null; done
+for t in "${targets[@]}"; do IFS='|' read -r _ url body pid <<<"$t"; measure "$url" "$body" "$pid"; done
 duration="$saved"
 : >"$work/results"
 for t in "${targets[@]}"; do
   IFS='|' read -r name url body pid <<<"$t"
-  line="$name $(run "$url" "$body" "$pid")"
+  measure "$url" "$body" "$pid"
+  line="$name $(cat "$work/row")"
   echo "$line" >>"$work/results"
   echo "  $line" >&2
 done
