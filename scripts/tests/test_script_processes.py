@@ -36,7 +36,7 @@ class Script:
 SCRIPTS = [
     Script("http-bench", ["server/bench/http-bench.sh", "--duration", "1", "--rounds", "1"],
            running="wrk", tools=["wrk", "nginx", "taskset", "curl"]),
-    Script("model-bench", ["server/bench/model-bench.sh", "--duration", "1"],
+    Script("model-bench", ["server/bench/model-bench.sh", "--duration", "1", "--rounds", "1"],
            running="wrk", tools=["wrk", "taskset", "curl"], needs_venv=True),
 ]
 

@@ -24,6 +24,12 @@ struct config {
   std::string model_name = "f2c";
   std::optional<std::int64_t> model_version;  // the latest AVAILABLE version when empty
   std::uint32_t model_timeout_ms = 1000;      // deadline of one call to the model server
+  // Request coalescing (model_coalescer.hpp): values per merged Predict call (0: off), the
+  // longest a request waits for companions (0: only while every call slot is busy), and
+  // merged calls in flight at once. Defaults from bench/model-bench.sh (server/README.md).
+  std::size_t model_batch_max_values = 256;
+  std::uint32_t model_batch_timeout_us = 0;
+  std::uint32_t model_batch_max_inflight = 2;
 };
 
 // Where the model server is: `grpc://HOST:PORT` (TF Serving's gRPC API) or

@@ -49,11 +49,16 @@ std::unique_ptr<celsius::model_gateway> make_gateway(const celsius::config& cfg)
   options.name = cfg.model_name;
   options.version = cfg.model_version;
   options.timeout = timeout;
+  options.coalescing.max_values = cfg.model_batch_max_values;
+  options.coalescing.timeout = std::chrono::microseconds(cfg.model_batch_timeout_us);
+  options.coalescing.max_inflight = cfg.model_batch_max_inflight;
   std::string fields = R"("model_server":)";
   append_json_string(fields, cfg.model_server);
   fields += R"(,"model":)";
   append_json_string(fields, cfg.model_name);
-  fields += fmt::format(R"(,"timeout_ms":{})", cfg.model_timeout_ms);
+  fields += fmt::format(R"(,"timeout_ms":{},"batch_max_values":{},"batch_timeout_us":{},"batch_max_inflight":{})",
+                        cfg.model_timeout_ms, cfg.model_batch_max_values, cfg.model_batch_timeout_us,
+                        cfg.model_batch_max_inflight);
   log_info("model server configured", fields);
   return std::make_unique<model_gateway>(std::move(client), std::move(options));
 }

@@ -43,7 +43,15 @@ model_gateway::model_gateway(std::unique_ptr<model_client> client, model_gateway
       options_(std::move(options)),
       breaker_(options_.breaker_threshold, options_.breaker_open_for),
       reason_(fmt::format("model '{}': status not known yet", options_.name)),
-      version_(options_.version.value_or(0)) {}
+      version_(options_.version.value_or(0)) {
+  if (options_.coalescing.max_values > 0) {
+    coalescer_ = std::make_unique<request_coalescer>(
+        options_.coalescing,
+        [this](std::span<const double> values, model_client::clock::time_point deadline,
+               request_coalescer::callback done) { send(values, deadline, std::move(done)); },
+        values_per_call_);
+  }
+}
 
 model_gateway::~model_gateway() {
   {
@@ -52,6 +60,7 @@ model_gateway::~model_gateway() {
   }
   cv_.notify_all();
   if (poller_.joinable()) poller_.join();
+  coalescer_.reset();  // sends what is queued and waits for every answer
   wait_idle();
 }
 
@@ -66,11 +75,22 @@ void model_gateway::predict(std::span<const double> fahrenheit, std::function<vo
                                  options_.breaker_threshold, options_.breaker_open_for.count())});
     return;
   }
+  const auto deadline = model_client::clock::now() + options_.timeout;
+  if (coalescer_ && fahrenheit.size() <= options_.coalescing.max_values) {
+    coalescer_->submit(fahrenheit, deadline, std::move(done));
+    return;
+  }
+  values_per_call_.add(static_cast<double>(fahrenheit.size()));
+  send(fahrenheit, deadline, std::move(done));
+}
+
+void model_gateway::send(std::span<const double> fahrenheit, model_client::clock::time_point deadline,
+                         std::function<void(predict_result)> done) {
   {
     std::lock_guard lock(mutex_);
     ++in_flight_;
   }
-  client_->predict(fahrenheit, [this, done = std::move(done)](predict_result result) {
+  client_->predict(fahrenheit, deadline, [this, done = std::move(done)](predict_result result) {
     const auto* error = std::get_if<model_error>(&result);
     breaker_.record(error == nullptr || !is_outage(error->kind), circuit_breaker::clock::now());
     done(std::move(result));
@@ -118,6 +138,9 @@ void model_gateway::append_metrics(std::string& out) const {
                  "# TYPE celsius_model_failing_fast gauge\n"
                  "celsius_model_failing_fast {}\n",
                  s.available ? 1 : 0, s.failing_fast ? 1 : 0);
+  values_per_call_.render(out, "celsius_model_predict_values",
+                          "Values sent to the model server per Predict call (one request's, or several merged).");
+  if (coalescer_) coalescer_->append_metrics(out);
 }
 
 std::int64_t model_gateway::known_version() const {

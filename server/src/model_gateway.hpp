@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "model_client.hpp"
+#include "model_coalescer.hpp"
 
 namespace celsius {
 
@@ -52,6 +53,7 @@ struct model_gateway_options {
   std::chrono::milliseconds breaker_open_for{1000};
   std::chrono::milliseconds poll_ready{1000};     // status poll period while AVAILABLE
   std::chrono::milliseconds poll_not_ready{250};  // ... and while not
+  coalescing_options coalescing;                  // max_values 0: every request is its own call
 };
 
 // The model's state as /readyz and /metrics report it (the service's own readiness does
@@ -63,9 +65,10 @@ struct model_state {
   bool failing_fast = false;  // the circuit breaker is open: calls are rejected with 503
 };
 
-// The service's side of the model server: the client behind a circuit breaker, a thread
-// that polls the model's status (reported by /readyz and /metrics), and a count of calls
-// in flight so shutdown can wait for every callback before the event loops go away.
+// The service's side of the model server: the client behind a circuit breaker, request
+// coalescing (when on), a thread that polls the model's status (reported by /readyz and
+// /metrics), and a count of calls in flight so shutdown can wait for every callback before
+// the event loops go away.
 class model_gateway {
  public:
   model_gateway(std::unique_ptr<model_client> client, model_gateway_options options);
@@ -76,8 +79,11 @@ class model_gateway {
   // Starts the status polling thread.
   void start();
 
-  // Calls the model, or fails fast with model_failure::rejected while the breaker is
-  // open. `done` runs exactly once, on a client thread (inline when rejected).
+  // Calls the model (`fahrenheit` must stay valid until `done` runs), or fails fast with
+  // model_failure::rejected while the breaker is open. With coalescing on, a request of at
+  // most max_values values joins a merged call; a larger one goes alone. The deadline is
+  // `timeout` from now either way. `done` runs exactly once, on a client or gateway thread
+  // (inline when rejected).
   void predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done);
 
   // Available once a status poll found a version AVAILABLE; not available until the first
@@ -88,7 +94,9 @@ class model_gateway {
   // /convert/model answers) when available or "reason" when not: the /readyz member.
   void append_state_json(std::string& out) const;
 
-  // Prometheus text for the gauges celsius_model_available and celsius_model_failing_fast.
+  // Prometheus text: the gauges celsius_model_available and celsius_model_failing_fast, the
+  // histogram celsius_model_predict_values (values per Predict call), and the coalescing
+  // metrics when it is on.
   void append_metrics(std::string& out) const;
 
   // The version to report when an answer does not name one (REST answers do not).
@@ -100,10 +108,15 @@ class model_gateway {
 
  private:
   void poll_loop();
+  // One Predict call behind the breaker, counted in flight.
+  void send(std::span<const double> fahrenheit, model_client::clock::time_point deadline,
+            std::function<void(predict_result)> done);
 
   std::unique_ptr<model_client> client_;
   model_gateway_options options_;
   circuit_breaker breaker_;
+  shared_histogram<values_per_call_buckets.size()> values_per_call_{values_per_call_buckets};
+  std::unique_ptr<request_coalescer> coalescer_;  // null when coalescing is off
 
   mutable std::mutex mutex_;  // guards the fields below
   std::condition_variable cv_;

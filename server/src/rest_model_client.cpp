@@ -141,9 +141,10 @@ class rest_model_client final : public model_client {
     thread_.join();
   }
 
-  void predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done) override {
+  void predict(std::span<const double> fahrenheit, clock::time_point deadline,
+               std::function<void(predict_result)> done) override {
     const std::size_t expected = fahrenheit.size();
-    start(http::verb::post, predict_target_, rest_predict_body(fahrenheit),
+    start(http::verb::post, predict_target_, rest_predict_body(fahrenheit), deadline,
           [expected, done = std::move(done)](exchange_result result) {
             if (auto* failure = std::get_if<model_error>(&result)) return done(std::move(*failure));
             const auto& reply = std::get<http_reply>(result);
@@ -153,17 +154,18 @@ class rest_model_client final : public model_client {
   }
 
   void status(std::function<void(model_status)> done) override {
-    start(http::verb::get, status_target_, {}, [done = std::move(done)](exchange_result result) {
-      model_status out;
-      if (auto* failure = std::get_if<model_error>(&result)) {
-        out.detail = failure->message;
-      } else if (const auto& reply = std::get<http_reply>(result); reply.status == 200) {
-        out = parse_rest_status(reply.body);
-      } else {
-        out.detail = error_for(reply).message;
-      }
-      done(std::move(out));
-    });
+    start(http::verb::get, status_target_, {}, clock::now() + options_.timeout,
+          [done = std::move(done)](exchange_result result) {
+            model_status out;
+            if (auto* failure = std::get_if<model_error>(&result)) {
+              out.detail = failure->message;
+            } else if (const auto& reply = std::get<http_reply>(result); reply.status == 200) {
+              out = parse_rest_status(reply.body);
+            } else {
+              out.detail = error_for(reply).message;
+            }
+            done(std::move(out));
+          });
   }
 
  private:
@@ -174,8 +176,10 @@ class rest_model_client final : public model_client {
     return {model_failure::error, std::move(message)};
   }
 
-  void start(http::verb verb, const std::string& target, std::string body, std::function<void(exchange_result)> done) {
-    asio::co_spawn(ioc_.get_executor(), exchange(verb, target, std::move(body), std::move(done)), asio::detached);
+  void start(http::verb verb, const std::string& target, std::string body, clock::time_point deadline,
+             std::function<void(exchange_result)> done) {
+    asio::co_spawn(ioc_.get_executor(), exchange(verb, target, std::move(body), deadline, std::move(done)),
+                   asio::detached);
   }
 
   // What a timer that fires mid-call needs to cut it short.
@@ -185,17 +189,18 @@ class rest_model_client final : public model_client {
     bool timed_out = false;
   };
 
-  task<void> exchange(http::verb verb, std::string target, std::string body,
+  task<void> exchange(http::verb verb, std::string target, std::string body, clock::time_point deadline,
                       std::function<void(exchange_result)> done) {
-    exchange_result result = co_await roundtrip(verb, target, body);
+    exchange_result result = co_await roundtrip(verb, target, body, deadline);
     done(std::move(result));
   }
 
-  task<exchange_result> roundtrip(http::verb verb, const std::string& target, const std::string& body) {
+  task<exchange_result> roundtrip(http::verb verb, const std::string& target, const std::string& body,
+                                  clock::time_point due) {
     const executor ex = ioc_.get_executor();
     auto state = std::make_shared<call_state>();
     timer_type deadline(ex);
-    deadline.expires_after(options_.timeout);
+    deadline.expires_at(due);
     deadline.async_wait([state](const beast::error_code& ec) {
       if (ec) return;
       state->timed_out = true;
@@ -203,10 +208,7 @@ class rest_model_client final : public model_client {
       if (state->resolver) state->resolver->cancel();
       if (state->conn) state->conn->socket.close(ignored);
     });
-    const auto timeout = [this] {
-      return model_error{model_failure::timeout,
-                         fmt::format("model server did not answer within {} ms", options_.timeout.count())};
-    };
+    const auto timeout = [] { return model_error{model_failure::timeout, "model server did not answer in time"}; };
 
     http::request<http::string_body> request(verb, target, 11);
     request.set(http::field::host, host_header_);
