@@ -6,9 +6,10 @@
 #         randomized), clang-tidy, OpenAPI contract tests (with a schemathesis run: every check,
 #         25 examples per operation, fixed seed, 15 min deadline), microbenchmark smoke run,
 #         ASan+UBSan build + ctest, bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
-# python: ruff; the SavedModel export and the local model server (real TensorFlow); the
-#         locustfile with real Locust, the report generator, the sweep's step logic, the whole
-#         main job end to end (Locust scenarios and a short capacity sweep with vegeta).
+# python: ruff; the SavedModel export and the local model server (real TensorFlow); scripts
+#         that start processes leave none (scripts/tests); the locustfile with real Locust,
+#         the report generator, the sweep's step logic, the whole main job end to end (Locust
+#         scenarios and a short capacity sweep with vegeta).
 # charts: helm lint --strict, rendered-manifest tests, values schema, kubeconform, kube-score;
 #         actionlint on the GitHub workflow.
 # images: hadolint, every image built with Docker (engine started if needed), containers run
@@ -116,11 +117,14 @@ stage_python() {
   "$root/scripts/install-tools.sh" vegeta >/dev/null  # the main job's sweep (go install, pinned)
   cd "$root"
   step "Python lint (ruff)"
-  "$bin/ruff" check model loadtest server/tests/contract deploy/tests
+  "$bin/ruff" check model loadtest server/tests/contract deploy/tests scripts/tests
 
   step "model: SavedModel export and local model server tests (real TensorFlow runtime)"
   PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
     "$bin/pytest" -q model/tests | tee -a "$log"
+
+  step "scripts that start processes leave none behind (run briefly; end, SIGINT, SIGTERM)"
+  CELSIUS_PYTHON="$bin/python" "$bin/pytest" -q scripts/tests | tee -a "$log"
 
   step "load test: locustfile, report generator, sweep logic, the main job end to end (real Locust, vegeta, service, model server)"
   PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \

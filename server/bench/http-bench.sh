@@ -31,17 +31,16 @@ fi
 (( $(nproc) >= 2 )) || { echo "needs 2 CPUs (server on one, wrk on the other)" >&2; exit 1; }
 
 work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
+# shellcheck source=processes.sh
+source "$here/processes.sh"  # spawn/run: every process started here is stopped on every exit path
+on_exit() { rm -rf "$work"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # celsius on CPU 0, one event loop, logs at the requested level into a file.
 celsius_port="$(free_port)"
-taskset -c 0 "$binary" --host 127.0.0.1 --port "$celsius_port" --threads 1 --log-level "$log_level" \
-  >"$work/celsius.log" 2>&1 &
-pids+=($!)
+spawn taskset -c 0 "$binary" --host 127.0.0.1 --port "$celsius_port" --threads 1 --log-level "$log_level" \
+  >"$work/celsius.log" 2>&1
 
 body='{"fahrenheit": 98.6}'
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$celsius_port/healthz" >/dev/null && break; sleep 0.1; done
@@ -75,15 +74,15 @@ http {
   }
 }
 CONF
-taskset -c 0 nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
+spawn taskset -c 0 nginx -c "$work/nginx.conf" -p "$work"
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/" && break; sleep 0.1; done
 
-# One wrk run; prints "req_per_s p50_us p99_us".
+# One wrk run; writes "req_per_s p50_us p99_us" to $work/row. (Not in a command substitution:
+# that subshell would hide wrk's PID from the exit trap.)
 run_wrk() {
-  CELSIUS_BENCH_BODY="$body" taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency \
+  CELSIUS_BENCH_BODY="$body" run taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency \
     -s "$here/post_convert.lua" "http://127.0.0.1:$1/convert" >"$work/wrk.out"
-  python3 - "$work/wrk.out" <<'PY'
+  python3 - "$work/wrk.out" >"$work/row" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 def us(v):
@@ -101,13 +100,14 @@ PY
 
 # Warm both up, then alternate.
 duration_saved="$duration"; duration=2
-run_wrk "$celsius_port" >/dev/null; run_wrk "$nginx_port" >/dev/null
+run_wrk "$celsius_port"; run_wrk "$nginx_port"
 duration="$duration_saved"
 : >"$work/results"
 for round in $(seq "$rounds"); do
   for target in celsius nginx; do
     port_var="${target}_port"
-    line="$target $(run_wrk "${!port_var}")"
+    run_wrk "${!port_var}"
+    line="$target $(cat "$work/row")"
     echo "$line" >>"$work/results"
     echo "  round $round/$rounds: $line (req/s p50_us p99_us)" >&2
   done

@@ -113,18 +113,26 @@ response app::handle(const request_view& request) const {
       case route::healthz:
         return ok(r, R"({"status":"ok"})");
       case route::readyz: {
+        // Ready means this process can serve: the model server's state is reported in
+        // the body but never makes the service unready (a shared dependency must not
+        // take every replica out of its Service; /convert/model answers 503 on its own).
         const readiness state = readiness_check_ ? readiness_check_() : readiness{};
-        if (state.ready) return ok(r, R"({"status":"ready"})");
-        std::string body = R"({"status":"not_ready","reason":)";
-        append_json_string(body, state.reason);
+        std::string body = state.ready ? R"({"status":"ready")" : R"({"status":"not_ready","reason":)";
+        if (!state.ready) append_json_string(body, state.reason);
+        if (model_ != nullptr) {
+          body += R"(,"model":)";
+          model_->append_state_json(body);
+        }
         body += '}';
         response res = ok(r, std::move(body));
-        res.status = 503;
+        if (!state.ready) res.status = 503;
         return res;
       }
-      case route::metrics:
-        return ok(r, metrics_.render(version, app_id_, log_messages_dropped()),
-                  "text/plain; version=0.0.4; charset=utf-8");
+      case route::metrics: {
+        std::string text = metrics_.render(version, app_id_, log_messages_dropped());
+        if (model_ != nullptr) model_->append_metrics(text);
+        return ok(r, std::move(text), "text/plain; version=0.0.4; charset=utf-8");
+      }
       case route::openapi:
         return ok(r, std::string(openapi_document()));
       case route::docs: {

@@ -33,7 +33,8 @@ struct response {
   std::optional<convert_input> model_call;
 };
 
-// Readiness as seen by /readyz: ready, or the reason it is not.
+// The service's own readiness as /readyz reports it: ready, or the reason it is not. The
+// model server's state never enters it (it is reported beside it).
 struct readiness {
   bool ready = true;
   std::string reason;
@@ -53,7 +54,7 @@ class app {
   const std::string& app_id() const noexcept { return app_id_; }
   const config& cfg() const noexcept { return cfg_; }
 
-  // Replaces the readiness check (the model gateway hooks in here).
+  // Replaces the service's readiness check (default: always ready).
   void set_readiness_check(std::function<readiness()> check) { readiness_check_ = std::move(check); }
 
   // The model server behind /convert/model; without one those requests get 503

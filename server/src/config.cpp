@@ -290,6 +290,14 @@ config_result parse_config(int argc, const char* const* argv, std::ostream& out,
       ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
   add("model-timeout-ms", cfg.model_timeout_ms, "Deadline of one call to the model server (504 model_timeout after)")
       ->check(CLI::Range(1u, 600000u));
+  add("model-batch-max-values", cfg.model_batch_max_values,
+      "Merge concurrent /convert/model requests into Predict calls of at most this many values (0: off)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{10000000}));
+  add("model-batch-timeout-us", cfg.model_batch_timeout_us,
+      "Longest a request waits for others to merge with (0: only while every merged call slot is busy)")
+      ->check(CLI::Range(0u, 1000000u));
+  add("model-batch-max-inflight", cfg.model_batch_max_inflight, "Merged Predict calls in flight at once")
+      ->check(CLI::Range(1u, 1024u));
 
   // Connection lifetime: the drain after SIGTERM and the keep-alive limits (transport).
   add("shutdown-drain-ms", cfg.shutdown_drain_ms,

@@ -33,6 +33,12 @@ struct config {
   std::uint32_t shutdown_drain_ms = 5000;
   std::uint32_t keepalive_requests = 1000;
   std::uint32_t keepalive_time_ms = 30000;
+  // Request coalescing (model_coalescer.hpp): values per merged Predict call (0: off), the
+  // longest a request waits for companions (0: only while every call slot is busy), and
+  // merged calls in flight at once. Defaults from bench/model-bench.sh (server/README.md).
+  std::size_t model_batch_max_values = 256;
+  std::uint32_t model_batch_timeout_us = 0;
+  std::uint32_t model_batch_max_inflight = 2;
 };
 
 // Where the model server is: `grpc://HOST:PORT` (TF Serving's gRPC API) or

@@ -29,7 +29,9 @@ std::unique_ptr<celsius::model_gateway> make_gateway(const celsius::config& cfg)
   std::unique_ptr<model_client> client;
   if (address.scheme == model_server_address::protocol::grpc) {
     grpc_model_options options;
-    options.target = host_port(address.host, address.port);
+    // gRPC's DNS resolver: every address of the name gets a connection (round_robin), so a
+    // Kubernetes headless Service name spreads calls over its model-server pods.
+    options.target = "dns:///" + host_port(address.host, address.port);
     options.model_name = cfg.model_name;
     options.model_version = cfg.model_version;
     options.timeout = timeout;
@@ -47,11 +49,16 @@ std::unique_ptr<celsius::model_gateway> make_gateway(const celsius::config& cfg)
   options.name = cfg.model_name;
   options.version = cfg.model_version;
   options.timeout = timeout;
+  options.coalescing.max_values = cfg.model_batch_max_values;
+  options.coalescing.timeout = std::chrono::microseconds(cfg.model_batch_timeout_us);
+  options.coalescing.max_inflight = cfg.model_batch_max_inflight;
   std::string fields = R"("model_server":)";
   append_json_string(fields, cfg.model_server);
   fields += R"(,"model":)";
   append_json_string(fields, cfg.model_name);
-  fields += fmt::format(R"(,"timeout_ms":{})", cfg.model_timeout_ms);
+  fields += fmt::format(R"(,"timeout_ms":{},"batch_max_values":{},"batch_timeout_us":{},"batch_max_inflight":{})",
+                        cfg.model_timeout_ms, cfg.model_batch_max_values, cfg.model_batch_timeout_us,
+                        cfg.model_batch_max_inflight);
   log_info("model server configured", fields);
   return std::make_unique<model_gateway>(std::move(client), std::move(options));
 }
@@ -83,8 +90,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<model_gateway> gateway;
   if (!cfg.model_server.empty()) {
     gateway = make_gateway(cfg);
-    application.set_model(gateway.get());
-    application.set_readiness_check([g = gateway.get()] { return g->ready_state(); });
+    application.set_model(gateway.get());  // its state shows in /readyz and /metrics, never gating readiness
     gateway->start();
   }
   server srv(application, metrics);
@@ -118,7 +124,6 @@ int main(int argc, char** argv) {
   const bool drained = srv.stop(std::chrono::milliseconds(cfg.shutdown_grace_ms));
   // Every model callback has returned (so none can post to a loop), and the status poller
   // has stopped before logging shuts down. The loops are stopped: nothing calls the app.
-  application.set_readiness_check({});
   application.set_model(nullptr);
   gateway.reset();
   log_info("stopped", fmt::format(R"("drained":{})", drained));

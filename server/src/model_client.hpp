@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -40,11 +41,15 @@ struct model_status {
 
 // A client for a model server that serves the Fahrenheit-to-Celsius signature
 // (`fahrenheit` -> `celsius`, float64 vectors). Thread-safe; the callbacks run on the
-// client's own threads and must not block.
+// client's own threads and must not block. `fahrenheit` must stay valid until `done` runs;
+// the client must outlive every callback.
 class model_client {
  public:
+  using clock = std::chrono::steady_clock;
   virtual ~model_client() = default;
-  virtual void predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done) = 0;
+  // One Predict call that ends by `deadline` (model_failure::timeout after it).
+  virtual void predict(std::span<const double> fahrenheit, clock::time_point deadline,
+                       std::function<void(predict_result)> done) = 0;
   virtual void status(std::function<void(model_status)> done) = 0;
 };
 

@@ -42,8 +42,16 @@ model_gateway::model_gateway(std::unique_ptr<model_client> client, model_gateway
     : client_(std::move(client)),
       options_(std::move(options)),
       breaker_(options_.breaker_threshold, options_.breaker_open_for),
-      state_{false, fmt::format("model '{}': status not known yet", options_.name)},
-      version_(options_.version.value_or(0)) {}
+      reason_(fmt::format("model '{}': status not known yet", options_.name)),
+      version_(options_.version.value_or(0)) {
+  if (options_.coalescing.max_values > 0) {
+    coalescer_ = std::make_unique<request_coalescer>(
+        options_.coalescing,
+        [this](std::span<const double> values, model_client::clock::time_point deadline,
+               request_coalescer::callback done) { send(values, deadline, std::move(done)); },
+        values_per_call_);
+  }
+}
 
 model_gateway::~model_gateway() {
   {
@@ -52,6 +60,7 @@ model_gateway::~model_gateway() {
   }
   cv_.notify_all();
   if (poller_.joinable()) poller_.join();
+  coalescer_.reset();  // sends what is queued and waits for every answer
   wait_idle();
 }
 
@@ -66,11 +75,22 @@ void model_gateway::predict(std::span<const double> fahrenheit, std::function<vo
                                  options_.breaker_threshold, options_.breaker_open_for.count())});
     return;
   }
+  const auto deadline = model_client::clock::now() + options_.timeout;
+  if (coalescer_ && fahrenheit.size() <= options_.coalescing.max_values) {
+    coalescer_->submit(fahrenheit, deadline, std::move(done));
+    return;
+  }
+  values_per_call_.add(static_cast<double>(fahrenheit.size()));
+  send(fahrenheit, deadline, std::move(done));
+}
+
+void model_gateway::send(std::span<const double> fahrenheit, model_client::clock::time_point deadline,
+                         std::function<void(predict_result)> done) {
   {
     std::lock_guard lock(mutex_);
     ++in_flight_;
   }
-  client_->predict(fahrenheit, [this, done = std::move(done)](predict_result result) {
+  client_->predict(fahrenheit, deadline, [this, done = std::move(done)](predict_result result) {
     const auto* error = std::get_if<model_error>(&result);
     breaker_.record(error == nullptr || !is_outage(error->kind), circuit_breaker::clock::now());
     done(std::move(result));
@@ -80,9 +100,47 @@ void model_gateway::predict(std::span<const double> fahrenheit, std::function<vo
   });
 }
 
-readiness model_gateway::ready_state() const {
-  std::lock_guard lock(mutex_);
-  return state_;
+model_state model_gateway::state() const {
+  model_state out;
+  {
+    std::lock_guard lock(mutex_);
+    out.available = available_;
+    out.version = version_;
+    if (!available_) out.reason = reason_;
+  }
+  out.failing_fast = breaker_.open(circuit_breaker::clock::now());
+  return out;
+}
+
+void model_gateway::append_state_json(std::string& out) const {
+  const model_state s = state();
+  out += R"({"name":)";
+  append_json_string(out, options_.name);
+  fmt::format_to(std::back_inserter(out), R"(,"available":{},"failing_fast":{})", s.available, s.failing_fast);
+  if (s.available) {
+    fmt::format_to(std::back_inserter(out), R"(,"version":"{}")", s.version);
+  } else {
+    out += R"(,"reason":)";
+    append_json_string(out, s.reason);
+  }
+  out += '}';
+}
+
+void model_gateway::append_metrics(std::string& out) const {
+  const model_state s = state();
+  fmt::format_to(std::back_inserter(out),
+                 "# HELP celsius_model_available 1 when the last status poll found the model AVAILABLE on the model "
+                 "server, else 0.\n"
+                 "# TYPE celsius_model_available gauge\n"
+                 "celsius_model_available {}\n"
+                 "# HELP celsius_model_failing_fast 1 while the circuit breaker rejects model calls without making "
+                 "them (503), else 0.\n"
+                 "# TYPE celsius_model_failing_fast gauge\n"
+                 "celsius_model_failing_fast {}\n",
+                 s.available ? 1 : 0, s.failing_fast ? 1 : 0);
+  values_per_call_.render(out, "celsius_model_predict_values",
+                          "Values sent to the model server per Predict call (one request's, or several merged).");
+  if (coalescer_) coalescer_->append_metrics(out);
 }
 
 std::int64_t model_gateway::known_version() const {
@@ -112,23 +170,25 @@ void model_gateway::poll_loop() {
     // The client always calls back (its deadline bounds the wait); wait for it so
     // `answer` never outlives this frame.
     cv_.wait(lock, [&] { return answer.has_value(); });
-    const bool was_ready = state_.ready;
+    const bool was_available = available_;
+    available_ = answer->available;
     if (answer->available) {
-      state_ = {true, {}};
+      reason_.clear();
       if (!options_.version) version_ = answer->version;
     } else {
-      state_ = {false, fmt::format("model '{}' is not AVAILABLE: {}", options_.name, answer->detail)};
+      reason_ = fmt::format("model '{}' is not AVAILABLE: {}", options_.name, answer->detail);
     }
-    if (was_ready != state_.ready) {
-      std::string fields = fmt::format(R"("model":"{}","ready":{},"version":{},"detail":)", options_.name, state_.ready,
-                                       answer->version);
+    if (was_available != available_) {
+      std::string fields = R"("model":)";
+      append_json_string(fields, options_.name);
+      fields += fmt::format(R"(,"available":{},"version":{},"detail":)", available_, answer->version);
       append_json_string(fields, answer->detail);
       lock.unlock();
-      log_info("model readiness changed", fields);
+      log_info("model availability changed", fields);
       flush_thread_logs();
       lock.lock();
     }
-    const auto period = state_.ready ? options_.poll_ready : options_.poll_not_ready;
+    const auto period = available_ ? options_.poll_ready : options_.poll_not_ready;
     cv_.wait_for(lock, period, [this] { return stopping_; });
   }
 }

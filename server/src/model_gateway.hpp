@@ -12,8 +12,8 @@
 #include <string>
 #include <thread>
 
-#include "app.hpp"
 #include "model_client.hpp"
+#include "model_coalescer.hpp"
 
 namespace celsius {
 
@@ -53,11 +53,22 @@ struct model_gateway_options {
   std::chrono::milliseconds breaker_open_for{1000};
   std::chrono::milliseconds poll_ready{1000};     // status poll period while AVAILABLE
   std::chrono::milliseconds poll_not_ready{250};  // ... and while not
+  coalescing_options coalescing;                  // max_values 0: every request is its own call
 };
 
-// The service's side of the model server: the client behind a circuit breaker, a thread
-// that polls the model's status for /readyz, and a count of calls in flight so shutdown
-// can wait for every callback before the event loops go away.
+// The model's state as /readyz and /metrics report it (the service's own readiness does
+// not depend on it: see server/README.md, "Readiness").
+struct model_state {
+  bool available = false;     // the last status poll found a version AVAILABLE
+  std::int64_t version = 0;   // that version (0: unknown)
+  std::string reason;         // why it is not available
+  bool failing_fast = false;  // the circuit breaker is open: calls are rejected with 503
+};
+
+// The service's side of the model server: the client behind a circuit breaker, request
+// coalescing (when on), a thread that polls the model's status (reported by /readyz and
+// /metrics), and a count of calls in flight so shutdown can wait for every callback before
+// the event loops go away.
 class model_gateway {
  public:
   model_gateway(std::unique_ptr<model_client> client, model_gateway_options options);
@@ -68,13 +79,25 @@ class model_gateway {
   // Starts the status polling thread.
   void start();
 
-  // Calls the model, or fails fast with model_failure::rejected while the breaker is
-  // open. `done` runs exactly once, on a client thread (inline when rejected).
+  // Calls the model (`fahrenheit` must stay valid until `done` runs), or fails fast with
+  // model_failure::rejected while the breaker is open. With coalescing on, a request of at
+  // most max_values values joins a merged call; a larger one goes alone. The deadline is
+  // `timeout` from now either way. `done` runs exactly once, on a client or gateway thread
+  // (inline when rejected).
   void predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done);
 
-  // Ready once the model's status said AVAILABLE; not ready until the first answer
-  // and after a status poll that failed or found no AVAILABLE version.
-  readiness ready_state() const;
+  // Available once a status poll found a version AVAILABLE; not available until the first
+  // answer and after a poll that failed or found none.
+  model_state state() const;
+
+  // `{"name":..,"available":..,"failing_fast":..}` plus "version" (a string, as in
+  // /convert/model answers) when available or "reason" when not: the /readyz member.
+  void append_state_json(std::string& out) const;
+
+  // Prometheus text: the gauges celsius_model_available and celsius_model_failing_fast, the
+  // histogram celsius_model_predict_values (values per Predict call), and the coalescing
+  // metrics when it is on.
+  void append_metrics(std::string& out) const;
 
   // The version to report when an answer does not name one (REST answers do not).
   std::int64_t known_version() const;
@@ -85,14 +108,20 @@ class model_gateway {
 
  private:
   void poll_loop();
+  // One Predict call behind the breaker, counted in flight.
+  void send(std::span<const double> fahrenheit, model_client::clock::time_point deadline,
+            std::function<void(predict_result)> done);
 
   std::unique_ptr<model_client> client_;
   model_gateway_options options_;
   circuit_breaker breaker_;
+  shared_histogram<values_per_call_buckets.size()> values_per_call_{values_per_call_buckets};
+  std::unique_ptr<request_coalescer> coalescer_;  // null when coalescing is off
 
   mutable std::mutex mutex_;  // guards the fields below
   std::condition_variable cv_;
-  readiness state_;
+  bool available_ = false;
+  std::string reason_;
   std::int64_t version_ = 0;
   std::size_t in_flight_ = 0;
   bool stopping_ = false;

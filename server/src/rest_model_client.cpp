@@ -7,6 +7,7 @@
 #include <rapidjson/error/en.h>
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
+#include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -21,7 +22,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cerrno>
 #include <charconv>
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -56,7 +59,11 @@ class predictions_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<
     return true;
   }
   bool Key(const Ch* str, rapidjson::SizeType len, bool /*copy*/) {
-    if (depth_ == 1) in_predictions_ = std::string_view(str, len) == "predictions";
+    if (depth_ == 1) {
+      in_predictions_ = std::string_view(str, len) == "predictions";
+      if (in_predictions_ && seen_predictions_) problem_ = "'predictions' appears twice";
+      seen_predictions_ = seen_predictions_ || in_predictions_;
+    }
     return true;
   }
   bool EndObject(rapidjson::SizeType /*members*/) {
@@ -88,6 +95,7 @@ class predictions_handler : public rapidjson::BaseReaderHandler<rapidjson::UTF8<
   }
   int depth_ = 0;
   bool in_predictions_ = false;
+  bool seen_predictions_ = false;
 };
 
 std::string shorten(std::string_view text) {
@@ -133,9 +141,10 @@ class rest_model_client final : public model_client {
     thread_.join();
   }
 
-  void predict(std::span<const double> fahrenheit, std::function<void(predict_result)> done) override {
+  void predict(std::span<const double> fahrenheit, clock::time_point deadline,
+               std::function<void(predict_result)> done) override {
     const std::size_t expected = fahrenheit.size();
-    start(http::verb::post, predict_target_, rest_predict_body(fahrenheit),
+    start(http::verb::post, predict_target_, rest_predict_body(fahrenheit), deadline,
           [expected, done = std::move(done)](exchange_result result) {
             if (auto* failure = std::get_if<model_error>(&result)) return done(std::move(*failure));
             const auto& reply = std::get<http_reply>(result);
@@ -145,17 +154,18 @@ class rest_model_client final : public model_client {
   }
 
   void status(std::function<void(model_status)> done) override {
-    start(http::verb::get, status_target_, {}, [done = std::move(done)](exchange_result result) {
-      model_status out;
-      if (auto* failure = std::get_if<model_error>(&result)) {
-        out.detail = failure->message;
-      } else if (const auto& reply = std::get<http_reply>(result); reply.status == 200) {
-        out = parse_rest_status(reply.body);
-      } else {
-        out.detail = error_for(reply).message;
-      }
-      done(std::move(out));
-    });
+    start(http::verb::get, status_target_, {}, clock::now() + options_.timeout,
+          [done = std::move(done)](exchange_result result) {
+            model_status out;
+            if (auto* failure = std::get_if<model_error>(&result)) {
+              out.detail = failure->message;
+            } else if (const auto& reply = std::get<http_reply>(result); reply.status == 200) {
+              out = parse_rest_status(reply.body);
+            } else {
+              out.detail = error_for(reply).message;
+            }
+            done(std::move(out));
+          });
   }
 
  private:
@@ -166,8 +176,10 @@ class rest_model_client final : public model_client {
     return {model_failure::error, std::move(message)};
   }
 
-  void start(http::verb verb, const std::string& target, std::string body, std::function<void(exchange_result)> done) {
-    asio::co_spawn(ioc_.get_executor(), exchange(verb, target, std::move(body), std::move(done)), asio::detached);
+  void start(http::verb verb, const std::string& target, std::string body, clock::time_point deadline,
+             std::function<void(exchange_result)> done) {
+    asio::co_spawn(ioc_.get_executor(), exchange(verb, target, std::move(body), deadline, std::move(done)),
+                   asio::detached);
   }
 
   // What a timer that fires mid-call needs to cut it short.
@@ -177,17 +189,18 @@ class rest_model_client final : public model_client {
     bool timed_out = false;
   };
 
-  task<void> exchange(http::verb verb, std::string target, std::string body,
+  task<void> exchange(http::verb verb, std::string target, std::string body, clock::time_point deadline,
                       std::function<void(exchange_result)> done) {
-    exchange_result result = co_await roundtrip(verb, target, body);
+    exchange_result result = co_await roundtrip(verb, target, body, deadline);
     done(std::move(result));
   }
 
-  task<exchange_result> roundtrip(http::verb verb, const std::string& target, const std::string& body) {
+  task<exchange_result> roundtrip(http::verb verb, const std::string& target, const std::string& body,
+                                  clock::time_point due) {
     const executor ex = ioc_.get_executor();
     auto state = std::make_shared<call_state>();
     timer_type deadline(ex);
-    deadline.expires_after(options_.timeout);
+    deadline.expires_at(due);
     deadline.async_wait([state](const beast::error_code& ec) {
       if (ec) return;
       state->timed_out = true;
@@ -195,10 +208,7 @@ class rest_model_client final : public model_client {
       if (state->resolver) state->resolver->cancel();
       if (state->conn) state->conn->socket.close(ignored);
     });
-    const auto timeout = [this] {
-      return model_error{model_failure::timeout,
-                         fmt::format("model server did not answer within {} ms", options_.timeout.count())};
-    };
+    const auto timeout = [] { return model_error{model_failure::timeout, "model server did not answer in time"}; };
 
     http::request<http::string_body> request(verb, target, 11);
     request.set(http::field::host, host_header_);
@@ -207,13 +217,14 @@ class rest_model_client final : public model_client {
     request.body() = body;
     request.prepare_payload();
 
-    for (int attempt = 0;; ++attempt) {
+    // At most two attempts: a pooled connection first (when one is fit for use), and, if
+    // that fails before any byte of the answer, one more on a NEW connection, never on
+    // another pooled one (it may be as stale as the first). Predictions are idempotent.
+    for (bool fresh = false;; fresh = true) {
       beast::error_code ec;
-      const bool reused = !idle_.empty();
-      if (reused) {
-        state->conn = std::move(idle_.back());
-        idle_.pop_back();
-      } else {
+      state->conn = fresh ? nullptr : take_idle();
+      const bool reused = state->conn != nullptr;
+      if (!reused) {
         state->conn = std::make_shared<connection>(ex);
         state->resolver = std::make_shared<resolver_type>(ex);
         const auto endpoints = co_await state->resolver->async_resolve(options_.host, std::to_string(options_.port),
@@ -240,20 +251,51 @@ class rest_model_client final : public model_client {
       if (!ec) co_await http::async_read(conn.socket, conn.buffer, parser, asio::redirect_error(use_task, ec));
       if (state->timed_out) co_return timeout();
       if (ec) {
-        // A kept-alive connection the server closed while it sat idle: try a new one.
-        if (reused && !parser.got_some() && attempt == 0) continue;
+        // The server closed a kept-alive connection (idle timeout) as we sent on it.
+        if (reused && !parser.got_some()) continue;
         co_return model_error{model_failure::unavailable,
                               fmt::format("model server connection failed: {}", ec.message())};
       }
       deadline.cancel();
       auto& reply = parser.get();
-      if (reply.keep_alive() && idle_.size() < options_.max_idle_connections) {
-        conn.buffer.clear();
-        idle_.push_back(std::move(state->conn));
-      }
+      if (reply.keep_alive() && conn.buffer.size() == 0) give_back(std::move(state->conn));
       co_return http_reply{reply.result_int(), std::move(reply.body())};
     }
   }
+
+  // A pooled connection fit for a request, or null. Connections idle longer than
+  // max_idle_age are closed unused (servers close idle keep-alive connections, often
+  // after a few seconds, without telling the client first); the rest are checked for a
+  // close or stray bytes from the server that arrived while they sat in the pool.
+  std::shared_ptr<connection> take_idle() {
+    const auto now = std::chrono::steady_clock::now();
+    while (!idle_.empty() && now - idle_.front().since >= options_.max_idle_age) idle_.pop_front();  // oldest first
+    while (!idle_.empty()) {
+      std::shared_ptr<connection> conn = std::move(idle_.back().conn);  // the most recently used
+      idle_.pop_back();
+      if (quiet_and_open(conn->socket)) return conn;
+    }
+    return nullptr;
+  }
+
+  void give_back(std::shared_ptr<connection> conn) {
+    if (options_.max_idle_age.count() <= 0) return;
+    if (idle_.size() >= options_.max_idle_connections) idle_.pop_front();
+    idle_.push_back({std::move(conn), std::chrono::steady_clock::now()});
+  }
+
+  // True when nothing is waiting to be read on an idle connection: no EOF (the server
+  // closed it), no reset, no unexpected bytes. One non-blocking peek (MSG_PEEK).
+  static bool quiet_and_open(socket_type& socket) {
+    char byte = 0;
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  struct idle_connection {
+    std::shared_ptr<connection> conn;
+    std::chrono::steady_clock::time_point since;  // when it went back to the pool
+  };
 
   rest_model_options options_;
   asio::io_context ioc_{1};
@@ -261,7 +303,7 @@ class rest_model_client final : public model_client {
   std::string host_header_;
   std::string status_target_;
   std::string predict_target_;
-  std::vector<std::shared_ptr<connection>> idle_;  // touched only on the client's thread
+  std::deque<idle_connection> idle_;  // oldest first; touched only on the client's thread
   std::thread thread_;
 };
 

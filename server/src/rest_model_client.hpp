@@ -18,12 +18,19 @@ struct rest_model_options {
   std::optional<std::int64_t> model_version;  // latest when empty
   std::chrono::milliseconds timeout{1000};
   std::size_t max_idle_connections = 64;
+  // A pooled connection idle this long is closed instead of reused: shorter than the idle
+  // timeouts servers commonly use (2 s gunicorn, 5 s Node.js/Apache/uvicorn, 75 s nginx),
+  // so the client rarely sends on a connection the server is closing. 0: no pooling.
+  std::chrono::milliseconds max_idle_age{1000};
 };
 
 // TensorFlow Serving over REST: an async Beast client on its own event-loop thread with
-// a pool of keep-alive connections. A request that fails on a reused connection before
-// any byte of the answer arrived (the server closed it while idle) is retried once on a
-// new connection; predictions are idempotent.
+// a pool of keep-alive connections (most recently used first). A pooled connection is
+// used only if it has been idle less than max_idle_age and a non-blocking peek finds
+// neither a close nor stray bytes from the server. A request that still fails on a
+// reused connection before any byte of the answer (the server closed it as the request
+// went out) is retried once on a NEW connection, never on another pooled one;
+// predictions are idempotent.
 std::unique_ptr<model_client> make_rest_model_client(const rest_model_options& options);
 
 // Reads a `:predict` answer in row form, `{"predictions": [c, ...]}`, as TF Serving writes

@@ -95,14 +95,16 @@ def model_server(tmp_path_factory):
     assert stand_in.stop() == 0
 
 
-def wait_ready(port: int, timeout: float = 30) -> None:
+def wait_model_state(port: int, available: bool, timeout: float = 60) -> None:
+    """Waits until /readyz reports the model as `available` (the service itself is ready
+    whatever the model server does)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        res, _ = call(port, "GET", "/readyz")
-        if res.status == 200:
+        res, data = call(port, "GET", "/readyz")
+        if res.status == 200 and json.loads(data).get("model", {}).get("available") == available:
             return
         time.sleep(0.1)
-    raise AssertionError("service did not become ready")
+    raise AssertionError(f"the service never reported the model available={available}")
 
 
 def operation_for(path: str) -> str:
@@ -124,7 +126,7 @@ def schema_with_components(schema: dict) -> dict:
 
 
 def call(port: int, method: str, target: str, body: bytes | None = None, headers: dict | None = None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     conn.request(method, target, body=body, headers=headers or {})
     res = conn.getresponse()
     data = res.read()
@@ -264,9 +266,11 @@ def test_convert_model_without_a_model_server(server):
 
 def test_convert_model_answers_and_faults(model_server):
     target = f"grpc://127.0.0.1:{model_server}"
+    # A generous deadline where the deadline is not what is checked (a busy machine must not
+    # turn a 200 or 502 into a 504).
     services = {
-        "ok": start_service("--model-server", target),
-        "error": start_service("--model-server", target, "--model-name", "nope"),
+        "ok": start_service("--model-server", target, "--model-timeout-ms", "30000"),
+        "error": start_service("--model-server", target, "--model-name", "nope", "--model-timeout-ms", "30000"),
     }
     # A socket that listens and never answers: the REST client's deadline passes.
     silent = socket.create_server(("127.0.0.1", 0))
@@ -278,7 +282,7 @@ def test_convert_model_answers_and_faults(model_server):
     services["down"] = start_service("--model-server", f"grpc://127.0.0.1:{dead}", "--model-timeout-ms", "300")
     try:
         ok = services["ok"].port
-        wait_ready(ok)
+        wait_model_state(ok, True)
         check(ok, "POST", "/convert/model", 200, body={"fahrenheit": 98.6})
         check(ok, "POST", "/convert/model", 200, body={"fahrenheit": [32, -459.67, 212]})
         check(ok, "GET", "/convert/model?fahrenheit=-40", 200)
@@ -287,7 +291,8 @@ def test_convert_model_answers_and_faults(model_server):
         check(services["timeout"].port, "POST", "/convert/model", 504, body={"fahrenheit": 1})
         check(services["down"].port, "POST", "/convert/model", 503, body={"fahrenheit": 1})
         check(services["down"].port, "GET", "/convert/model?fahrenheit=1", 503)
-        check(services["down"].port, "GET", "/readyz", 503)
+        wait_model_state(services["down"].port, False)
+        check(services["down"].port, "GET", "/readyz", 200)
     finally:
         for service in services.values():
             assert service.stop() == 0

@@ -162,6 +162,21 @@ TEST_F(app_with_model_test, model_failures_map_to_502_503_504) {
   EXPECT_EQ(app_.model_answer(in, model_prediction{{INFINITY}, 1}, 1).status, 502u);
 }
 
+TEST_F(app_with_model_test, readiness_reports_the_model_without_depending_on_it) {
+  // Status not known yet (no poll has answered): the service is ready all the same.
+  auto res = call("GET", "/readyz");
+  EXPECT_EQ(res.status, 200u);
+  EXPECT_EQ(res.body, R"({"status":"ready","model":{"name":"f2c","available":false,"failing_fast":false,)"
+                      R"("reason":"model 'f2c': status not known yet"}})");
+  app_.set_readiness_check([] { return readiness{false, "draining"}; });
+  res = call("GET", "/readyz");
+  EXPECT_EQ(res.status, 503u);
+  EXPECT_TRUE(res.body.starts_with(R"({"status":"not_ready","reason":"draining","model":{"name":"f2c")")) << res.body;
+  const std::string metrics = call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("\ncelsius_model_available 0\n"), std::string::npos);
+  EXPECT_NE(metrics.find("\ncelsius_model_failing_fast 0\n"), std::string::npos);
+}
+
 TEST(app_outcomes, every_result_has_a_metrics_outcome) {
   EXPECT_EQ(outcome_of(model_prediction{}), model_outcome::ok);
   EXPECT_EQ(outcome_of(model_error{model_failure::unavailable, ""}), model_outcome::unavailable);
@@ -172,10 +187,11 @@ TEST(app_outcomes, every_result_has_a_metrics_outcome) {
 }
 
 TEST_F(app_test, readiness_check) {
-  app_.set_readiness_check([] { return readiness{false, "model \"f2c\" not loaded"}; });
+  EXPECT_EQ(call("GET", "/readyz").body, R"({"status":"ready"})");
+  app_.set_readiness_check([] { return readiness{false, "shutting \"down\""}; });
   const auto res = call("GET", "/readyz");
   EXPECT_EQ(res.status, 503u);
-  EXPECT_EQ(res.body, R"({"status":"not_ready","reason":"model \"f2c\" not loaded"})");
+  EXPECT_EQ(res.body, R"({"status":"not_ready","reason":"shutting \"down\""})");
   EXPECT_EQ(call("GET", "/healthz").status, 200u) << "liveness never depends on readiness";
 }
 

@@ -85,6 +85,9 @@ TEST(config, invalid_values_fail_with_a_message) {
                                                                 {"--model-version", "0"},
                                                                 {"--model-name", "a/b"},
                                                                 {"--model-timeout-ms", "0"},
+                                                                {"--model-batch-max-values", "-1"},
+                                                                {"--model-batch-timeout-us", "1000001"},
+                                                                {"--model-batch-max-inflight", "0"},
                                                                 {"--unknown"}}) {
     const auto p = parse(args);
     EXPECT_FALSE(p.result.cfg.has_value()) << args[0];
@@ -140,13 +143,38 @@ TEST(config, model_server_addresses) {
   }
 }
 
+TEST(config, model_batch_flags_and_environment) {
+  const config defaults;
+  const auto none = parse({});
+  ASSERT_TRUE(none.result.cfg);
+  EXPECT_EQ(none.result.cfg->model_batch_max_values, defaults.model_batch_max_values);
+  EXPECT_EQ(none.result.cfg->model_batch_timeout_us, defaults.model_batch_timeout_us);
+  EXPECT_EQ(none.result.cfg->model_batch_max_inflight, defaults.model_batch_max_inflight);
+  const auto p =
+      parse({"--model-batch-max-values", "0", "--model-batch-timeout-us", "250", "--model-batch-max-inflight", "8"});
+  ASSERT_TRUE(p.result.cfg) << p.err;
+  EXPECT_EQ(p.result.cfg->model_batch_max_values, 0u);  // off
+  EXPECT_EQ(p.result.cfg->model_batch_timeout_us, 250u);
+  EXPECT_EQ(p.result.cfg->model_batch_max_inflight, 8u);
+  const scoped_env values("CELSIUS_MODEL_BATCH_MAX_VALUES", "1000");
+  const scoped_env timeout("CELSIUS_MODEL_BATCH_TIMEOUT_US", "100");
+  const scoped_env inflight("CELSIUS_MODEL_BATCH_MAX_INFLIGHT", "3");
+  const auto e = parse({"--model-batch-max-inflight", "5"});
+  ASSERT_TRUE(e.result.cfg) << e.err;
+  EXPECT_EQ(e.result.cfg->model_batch_max_values, 1000u);
+  EXPECT_EQ(e.result.cfg->model_batch_timeout_us, 100u);
+  EXPECT_EQ(e.result.cfg->model_batch_max_inflight, 5u);  // the command line wins
+}
+
 TEST(config, help_lists_every_flag_and_its_environment_variable) {
   const auto p = parse({"--help"});
   EXPECT_FALSE(p.result.cfg.has_value());
   EXPECT_EQ(p.result.exit_code, 0);
-  for (const char* flag : {"--host", "--port", "--threads", "--log-level", "--max-body-bytes", "--max-batch",
-                           "--shutdown-grace-ms", "--model-server", "--model-name", "--model-version",
-                           "--model-timeout-ms", "CELSIUS_PORT", "CELSIUS_MAX_BODY_BYTES", "CELSIUS_MODEL_SERVER"}) {
+  for (const char* flag :
+       {"--host", "--port", "--threads", "--log-level", "--max-body-bytes", "--max-batch", "--shutdown-grace-ms",
+        "--model-server", "--model-name", "--model-version", "--model-timeout-ms", "--model-batch-max-values",
+        "--model-batch-timeout-us", "--model-batch-max-inflight", "CELSIUS_PORT", "CELSIUS_MAX_BODY_BYTES",
+        "CELSIUS_MODEL_SERVER", "CELSIUS_MODEL_BATCH_MAX_VALUES"}) {
     EXPECT_NE(p.out.find(flag), std::string::npos) << flag;
   }
 }

@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <future>
+#include <vector>
 
 namespace celsius {
 namespace {
@@ -53,9 +54,12 @@ class scripted_client : public model_client {
   std::deque<predict_result> predictions;
   std::deque<model_status> statuses;
   int predict_calls = 0;
+  std::vector<std::size_t> sizes;  // values per call
 
-  void predict(std::span<const double> /*fahrenheit*/, std::function<void(predict_result)> done) override {
+  void predict(std::span<const double> fahrenheit, clock::time_point /*deadline*/,
+               std::function<void(predict_result)> done) override {
     ++predict_calls;
+    sizes.push_back(fahrenheit.size());
     auto next = predictions.front();
     predictions.pop_front();
     done(std::move(next));
@@ -87,6 +91,7 @@ TEST(model_gateway, fails_fast_after_repeated_outages_without_calling) {
   options.breaker_open_for = 60s;
   model_gateway gateway(std::move(client), options);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(std::get<model_error>(call(gateway)).kind, model_failure::unavailable);
+  EXPECT_TRUE(gateway.state().failing_fast);
   const auto rejected = call(gateway);
   EXPECT_EQ(std::get<model_error>(rejected).kind, model_failure::rejected);
   EXPECT_NE(std::get<model_error>(rejected).message.find("failing fast"), std::string::npos);
@@ -105,7 +110,40 @@ TEST(model_gateway, model_errors_do_not_trip_the_breaker) {
   EXPECT_EQ(std::get<model_prediction>(call(gateway)).version, 2);
 }
 
-TEST(model_gateway, readiness_follows_status_polls) {
+TEST(model_gateway, with_coalescing_a_request_over_the_limit_goes_alone_and_rejections_stay_immediate) {
+  auto client = std::make_unique<scripted_client>();
+  scripted_client& script = *client;
+  script.predictions = {model_prediction{{0, 100, -40}, 1}, model_prediction{{0}, 1}};
+  for (int i = 0; i < 2; ++i) script.predictions.push_back(model_error{model_failure::unavailable, "down"});
+  model_gateway_options options;
+  options.coalescing = {2, std::chrono::microseconds(0), 1};
+  options.breaker_threshold = 2;
+  options.breaker_open_for = 60s;
+  model_gateway gateway(std::move(client), options);
+  const std::vector<double> three = {32, 212, -40};
+  std::promise<predict_result> big;
+  gateway.predict(three, [&big](predict_result r) { big.set_value(std::move(r)); });
+  EXPECT_EQ(std::get<model_prediction>(big.get_future().get()).celsius, (std::vector<double>{0, 100, -40}));
+  EXPECT_EQ(script.sizes, std::vector<std::size_t>{3}) << "3 values > max 2: sent alone, not split";
+  std::promise<predict_result> small;
+  const double f = 32;
+  gateway.predict({&f, 1}, [&small](predict_result r) { small.set_value(std::move(r)); });
+  EXPECT_EQ(std::get<model_prediction>(small.get_future().get()).celsius, std::vector<double>{0});
+  // The breaker counts merged calls like any other and still rejects at once when open.
+  for (int i = 0; i < 2; ++i) {
+    std::promise<predict_result> p;
+    gateway.predict({&f, 1}, [&p](predict_result r) { p.set_value(std::move(r)); });
+    EXPECT_EQ(std::get<model_error>(p.get_future().get()).kind, model_failure::unavailable);
+  }
+  EXPECT_EQ(std::get<model_error>(call(gateway)).kind, model_failure::rejected);
+  EXPECT_EQ(script.predict_calls, 4);
+  std::string metrics;
+  gateway.append_metrics(metrics);
+  EXPECT_NE(metrics.find("celsius_model_predict_values_count 4\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("celsius_model_batches_in_flight 0\n"), std::string::npos) << metrics;
+}
+
+TEST(model_gateway, model_state_follows_status_polls) {
   auto client = std::make_unique<scripted_client>();
   scripted_client& script = *client;
   script.statuses = {{false, 0, "loading"}};
@@ -115,15 +153,17 @@ TEST(model_gateway, readiness_follows_status_polls) {
   options.poll_ready = 5ms;
   options.poll_not_ready = 5ms;
   model_gateway gateway(std::move(client), options);
-  EXPECT_FALSE(gateway.ready_state().ready);  // before the first answer
+  EXPECT_FALSE(gateway.state().available);  // before the first answer
   gateway.start();
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   bool saw_ready = false;
   while (std::chrono::steady_clock::now() < deadline) {
-    const auto state = gateway.ready_state();
-    if (state.ready) {
+    const auto state = gateway.state();
+    if (state.available) {
       saw_ready = true;
       EXPECT_EQ(gateway.known_version(), 7);
+      EXPECT_EQ(state.version, 7);
+      EXPECT_TRUE(state.reason.empty());
     } else if (saw_ready) {
       EXPECT_NE(state.reason.find("connection refused"), std::string::npos) << state.reason;
       EXPECT_NE(state.reason.find("f2c"), std::string::npos) << state.reason;
@@ -131,7 +171,7 @@ TEST(model_gateway, readiness_follows_status_polls) {
     }
     std::this_thread::sleep_for(1ms);
   }
-  FAIL() << "readiness did not go not-ready -> ready -> not-ready";
+  FAIL() << "the model state did not go unavailable -> available -> unavailable";
 }
 
 }  // namespace

@@ -49,7 +49,11 @@ TEST(rest_predictions, malformed_answers_are_reported_not_trusted) {
                                                         {R"({"predictions": [1.0, null]})", 2},
                                                         {R"({"predictions": [1.0, 2.0]})", 1},
                                                         {R"({"predictions": [1.0]})", 2},
-                                                        {R"({"predictions": [1.0])", 1}}) {
+                                                        {R"({"predictions": [1.0])", 1},
+                                                        {R"({"predictions": [1.0], "predictions": [2.0]})", 2},
+                                                        {R"({"predictions": [1.0], "predictions": [2.0]})", 1},
+                                                        {R"({"predictions": [[1.0], [2.0]]})", 2},
+                                                        {R"([1.0, 2.0])", 2}}) {
     const auto result = parse_rest_predictions(body, expected);
     ASSERT_TRUE(std::holds_alternative<model_error>(result)) << body;
     EXPECT_EQ(std::get<model_error>(result).kind, model_failure::malformed) << body;
