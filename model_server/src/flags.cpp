@@ -23,7 +23,8 @@ flags_result parse_flags(int argc, const char* const* argv) {
       "celsius-model-server: TensorFlow Serving's gRPC and REST APIs for one SavedModel, on TensorFlow's C API.\n"
       "Flags keep tensorflow_model_server's names and defaults; --flag=value and --flag value both work.",
       "celsius-model-server"};
-  app.option_defaults()->always_capture_default();
+  // A flag given twice: the last one counts (as with TensorFlow's flag parser).
+  app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   app.add_option("--port", o.port, "TCP port for the gRPC API (0: none, unless --celsius_free_ports)");
   app.add_option("--grpc_socket_path", o.grpc_socket_path, "Also serve gRPC on this UNIX socket");

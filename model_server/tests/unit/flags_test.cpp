@@ -44,6 +44,14 @@ TEST(flags, both_spellings_and_boolean_values) {
   EXPECT_FALSE(r.opts.enable_grpc_healthcheck_service);
 }
 
+TEST(flags, the_last_of_a_repeated_flag_counts) {
+  const auto r = parse({"--port", "0", "--model_base_path=/m", "--port=9000", "--celsius_free_ports",
+                        "--celsius_free_ports"});
+  ASSERT_EQ(r.exit_code, -1) << r.output;
+  EXPECT_EQ(r.opts.port, 9000);
+  EXPECT_TRUE(r.opts.celsius_free_ports);
+}
+
 TEST(flags, flags_without_effect_are_accepted_and_listed) {
   const auto r = parse({"--model_base_path=/m", "--enable_model_warmup=false", "--num_load_threads=4",
                         "--xla_cpu_compilation_enabled"});
