@@ -8,10 +8,11 @@
 # prints req/s, p50/p99 (us), errors, and the CPU seconds per 1000 requests spent by the
 # service and by the model server (from /proc), which says where the time goes.
 #
-# Usage: bench/model-bench.sh [--duration 10] [--connections 8] [--model-server CMD]
+# Usage: bench/model-bench.sh [--duration 10] [--connections 8]
 #   The model server is tensorflow_model_server when it is on PATH, else the local
-#   stand-in (python -m celsius_model serve); both take the same flags.
-# Needs: wrk, taskset, curl, a release build, the project's .venv (scripts/python-env.sh).
+#   stand-in celsius-model-server (C++, build/release/); both take the same flags.
+#   What the model server itself costs per request: model_server/bench/model-server-bench.sh.
+# Needs: wrk, taskset, curl, a release build, the project's .venv (scripts/python-env.sh, for the export).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,7 +30,8 @@ for tool in wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh bench" >&2; exit 1; }
 done
 binary="$repo/build/release/celsius-server"
-[[ -x "$binary" ]] || (cd "$repo" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
+model_binary="$repo/build/release/celsius-model-server"
+[[ -x "$binary" && -x "$model_binary" ]] || (cd "$repo" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
 python="${CELSIUS_PYTHON:-$repo/.venv/bin/python}"
 
 work="$(mktemp -d)"
@@ -45,8 +47,8 @@ grpc_port="$(free_port)" rest_port="$(free_port)"
 if command -v tensorflow_model_server >/dev/null; then
   model_cmd=(tensorflow_model_server) model_kind="tensorflow_model_server"
 else
-  model_cmd=(env PYTHONPATH="$repo/model/src" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m celsius_model serve)
-  model_kind="stand-in (python -m celsius_model serve)"
+  model_cmd=(env TF_CPP_MIN_LOG_LEVEL=2 "$model_binary" --celsius_bind_address=127.0.0.1)
+  model_kind="stand-in celsius-model-server (C++, TensorFlow's C API)"
 fi
 taskset -c 0 "${model_cmd[@]}" --port "$grpc_port" --rest_api_port "$rest_port" --model_name f2c \
   --model_base_path "$work/f2c" >"$work/model.log" 2>&1 &

@@ -2,7 +2,7 @@
 
 1. Exports the model (`python -m celsius_model export`) into a temporary folder.
 2. Starts a model server on loopback: `tensorflow_model_server` when it is on PATH, else the
-   local stand-in (`python -m celsius_model serve`); both take the same flags.
+   local stand-in `celsius-model-server` (C++, build/release/); both take the same flags.
 3. Starts celsius-server wired to it over gRPC and waits until `/readyz` is 200.
 4. Runs headless Locust scenarios with identical users, spawn rate and duration:
    `native` (POST /convert), `model` (POST /convert/model) and `mixed` (both, equal weight).
@@ -116,8 +116,13 @@ def model_server_command(choice: str, python: str) -> tuple[list[str], str, dict
             raise RuntimeError("tensorflow_model_server is not on PATH")
         version = subprocess.run([real, "--version"], capture_output=True, text=True).stdout.strip()
         return [real], f"tensorflow_model_server ({version.splitlines()[0] if version else 'unknown version'})", {}
-    env = {"PYTHONPATH": str(REPO / "model" / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return [python, "-m", "celsius_model", "serve"], "stand-in (python -m celsius_model serve, real TensorFlow)", env
+    binary = Path(os.environ.get("CELSIUS_MODEL_SERVER_BINARY", REPO / "build" / "release" / "celsius-model-server"))
+    if not binary.exists():
+        raise RuntimeError(f"{binary} is not built (cmake --preset release && cmake --build --preset release)")
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+    described = f"{version[2]} {version[3]}, TensorFlow {version[-1]}" if len(version) >= 7 else str(binary)
+    return ([str(binary), "--celsius_bind_address=127.0.0.1"], f"stand-in: {described} (C++, TensorFlow's C API)",
+            {"TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def run_wrk(url: str, body: str, seconds: int, connections: int) -> dict:
