@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     const double cpu = process_cpu_seconds() - cpu0;
-    std::cout << "batch_size=" << batch << " runs=" << runs << " wall_us_per_run=" << wall * 1e6 / static_cast<double>(runs)
+    std::cout << "batch_size=" << batch << " runs=" << runs
+              << " wall_us_per_run=" << wall * 1e6 / static_cast<double>(runs)
               << " cpu_us_per_run=" << cpu * 1e6 / static_cast<double>(runs) << "\n";
   }
   return 0;

@@ -53,9 +53,8 @@ status run_together(const run_target& target, std::span<run_task* const> tasks, 
   }
   std::vector<runtime_tensor> results;
   const auto started = clock_type::now();
-  const status run = model.run(target.inputs, feeds, target.outputs, results, timeout_ms);
-  metrics.runtime(target.model_name,
-                  std::chrono::duration<double, std::micro>(clock_type::now() - started).count());
+  status run = model.run(target.inputs, feeds, target.outputs, results, timeout_ms);
+  metrics.runtime(target.model_name, std::chrono::duration<double, std::micro>(clock_type::now() - started).count());
   if (!run.ok()) return run;
 
   for (std::size_t o = 0; o < target.outputs.size(); ++o) {
@@ -73,8 +72,7 @@ status run_together(const run_target& target, std::span<run_task* const> tasks, 
           "Batched output tensor's 0th dimension does not equal the sum of the 0th dimension sizes of the input "
           "tensors");
     }
-    const std::size_t row_bytes =
-        padded_rows == 0 ? 0 : result.bytes().size() / static_cast<std::size_t>(padded_rows);
+    const std::size_t row_bytes = padded_rows == 0 ? 0 : result.bytes().size() / static_cast<std::size_t>(padded_rows);
     std::vector<std::int64_t> dims = result.dims();
     std::size_t offset = 0;
     for (run_task* task : tasks) {
@@ -108,8 +106,8 @@ void batch_scheduler::stop() {
 
 status batch_scheduler::schedule(const std::shared_ptr<batch_queue>& queue, std::unique_ptr<run_task> task) {
   if (task->rows > options_.max_batch_size) {
-    return invalid_argument(fmt::format("Task size {} is larger than maximum input batch size {}", task->rows,
-                                        options_.max_batch_size));
+    return invalid_argument(
+        fmt::format("Task size {} is larger than maximum input batch size {}", task->rows, options_.max_batch_size));
   }
   metrics_.input_batch(task->rows);
   {
@@ -201,8 +199,7 @@ void batch_scheduler::process(batch_queue& queue, std::unique_ptr<batch_queue::b
     }
     std::int64_t timeout_ms = 0;
     if (deadline != clock_type::time_point::max()) {
-      timeout_ms = std::max<std::int64_t>(
-          1, std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
+      timeout_ms = std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
     }
     result = run_together(queue.target(), tasks, padded, timeout_ms, metrics_);
     if (result.ok()) metrics_.processed_batch(padded, padded - b->rows);

@@ -13,7 +13,7 @@ int schedulable_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 flags_result parse_flags(int argc, const char* const* argv) {
@@ -71,10 +71,16 @@ flags_result parse_flags(int argc, const char* const* argv) {
                "Test aid: wrong-shaped REST predictions, DT_FLOAT-labelled gRPC outputs");
 
   // Accepted for compatibility; they change nothing here (logged at start).
-  static const char* const no_effect_options[] = {
-      "model_config_file_poll_wait_seconds", "num_load_threads", "num_unload_threads", "tensorflow_session_config_file",
-      "per_process_gpu_memory_fraction", "num_request_iterations_for_warmup", "num_tflite_pools",
-      "num_tflite_interpreters_per_pool", "thread_pool_factory_config_file", "mixed_precision"};
+  static const char* const no_effect_options[] = {"model_config_file_poll_wait_seconds",
+                                                  "num_load_threads",
+                                                  "num_unload_threads",
+                                                  "tensorflow_session_config_file",
+                                                  "per_process_gpu_memory_fraction",
+                                                  "num_request_iterations_for_warmup",
+                                                  "num_tflite_pools",
+                                                  "num_tflite_interpreters_per_pool",
+                                                  "thread_pool_factory_config_file",
+                                                  "mixed_precision"};
   static const char* const no_effect_flags[] = {"allow_version_labels_for_unavailable_models",
                                                 "enable_per_model_batching_parameters",
                                                 "flush_filesystem_caches",
@@ -102,12 +108,12 @@ flags_result parse_flags(int argc, const char* const* argv) {
   }
   std::vector<std::pair<std::string, CLI::Option*>> refusals;
   for (const char* name : refused) {
-    refusals.emplace_back(name, app.add_option(std::string("--") + name, strings[name], "not supported (refused)")
-                                    ->group("Refused"));
+    refusals.emplace_back(
+        name, app.add_option(std::string("--") + name, strings[name], "not supported (refused)")->group("Refused"));
   }
-  refusals.emplace_back("use_alts_credentials", app.add_flag("--use_alts_credentials", bools["use_alts_credentials"],
-                                                             "not supported (refused)")
-                                                    ->group("Refused"));
+  refusals.emplace_back("use_alts_credentials",
+                        app.add_flag("--use_alts_credentials", bools["use_alts_credentials"], "not supported (refused)")
+                            ->group("Refused"));
 
   try {
     app.parse(argc, argv);

@@ -24,7 +24,7 @@ struct options {
   int grpc_max_threads = 0;            // 0 here means 4 x the schedulable CPUs (TF Serving's default)
   bool enable_grpc_healthcheck_service = false;
   // REST
-  int rest_api_port = 0;  // 0: no REST API (unless --celsius_free_ports)
+  int rest_api_port = 0;         // 0: no REST API (unless --celsius_free_ports)
   int rest_api_num_threads = 0;  // 0 here means 4 x the schedulable CPUs
   int rest_api_timeout_in_ms = 30000;
   bool rest_api_enable_cors_support = false;
@@ -48,10 +48,10 @@ struct options {
   bool version = false;
 
   // Test aids, celsius-model-server only:
-  bool celsius_free_ports = false;    // a port given as 0 is picked by the OS (gRPC and REST) and logged
+  bool celsius_free_ports = false;               // a port given as 0 is picked by the OS (gRPC and REST) and logged
   std::string celsius_bind_address = "0.0.0.0";  // TF Serving listens on every interface; tests use 127.0.0.1
-  int celsius_reply_delay_ms = 0;     // every Predict answers this much later (a slow model server)
-  bool celsius_malformed_replies = false;  // wrong-shaped REST predictions, DT_FLOAT-labelled gRPC outputs
+  int celsius_reply_delay_ms = 0;                // every Predict answers this much later (a slow model server)
+  bool celsius_malformed_replies = false;        // wrong-shaped REST predictions, DT_FLOAT-labelled gRPC outputs
 
   std::vector<std::string> no_effect;  // "--name=value" of each accepted flag without effect here
 };

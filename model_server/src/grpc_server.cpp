@@ -58,8 +58,8 @@ class grpc_front::prediction_service final : public tensorflow::serving::Predict
     call.entrypoint = "GRPC";
     const auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
-      call.deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
-                                              deadline - std::chrono::system_clock::now());
+      call.deadline = clock_type::now() +
+                      std::chrono::duration_cast<clock_type::duration>(deadline - std::chrono::system_clock::now());
     }
     predictor_.predict(*request, *response, call, [reactor, response, malformed = malformed_](const status& s) {
       if (malformed && s.ok()) {

@@ -88,8 +88,8 @@ status format_error(const rapidjson::Value& value, const Args&... parts) {
 }
 
 status type_error(const rapidjson::Value& value, tensorflow::DataType dtype) {
-  return invalid_argument(fmt::format("JSON Value: {} Type: {} is not of expected type: {}", json_value_to_string(value),
-                                      json_type_string(value), dtype_name(dtype)));
+  return invalid_argument(fmt::format("JSON Value: {} Type: {} is not of expected type: {}",
+                                      json_value_to_string(value), json_type_string(value), dtype_name(dtype)));
 }
 
 status lossy_decimal_error(const rapidjson::Value& value, std::string_view target) {
@@ -177,10 +177,19 @@ void dense_shape(const rapidjson::Value& value, TensorShapeProto& shape) {
   if (size > 0) dense_shape(value[0], shape);
 }
 
+// The first member called `name` (as FindMember), or null. By pointer: comparing RapidJSON
+// 1.1's member iterators is ambiguous in C++20 (reversed operator candidates).
+const rapidjson::Value* find_member(const rapidjson::Value& object, std::string_view name) {
+  for (const auto& member : object.GetObject()) {
+    if (std::string_view(member.name.GetString(), member.name.GetStringLength()) == name) return &member.value;
+  }
+  return nullptr;
+}
+
 bool is_base64_object(const rapidjson::Value& value) {
   if (!value.IsObject()) return false;
-  const auto it = value.FindMember(base64_key);
-  return it != value.MemberEnd() && value.MemberCount() == 1 && it->value.IsString();
+  const rapidjson::Value* b64 = find_member(value, base64_key);
+  return b64 != nullptr && value.MemberCount() == 1 && b64->IsString();
 }
 
 status fill_tensor_proto(const rapidjson::Value& value, int level, tensorflow::DataType dtype, int& count,
@@ -188,9 +197,10 @@ status fill_tensor_proto(const rapidjson::Value& value, int level, tensorflow::D
   const int rank = tensor.tensor_shape().dim_size();
   if (!value.IsArray()) {
     if (level != rank) {
-      return invalid_argument(fmt::format("JSON Value: {} found at incorrect level: {} in the JSON DOM. Expected at "
-                                          "level: {}",
-                                          json_value_to_string(value), level + 1, rank));
+      return invalid_argument(
+          fmt::format("JSON Value: {} found at incorrect level: {} in the JSON DOM. Expected at "
+                      "level: {}",
+                      json_value_to_string(value), level + 1, rank));
     }
     status result = value.IsObject() ? type_error(value, dtype) : add_value_to_tensor(value, dtype, tensor);
     if (result.ok()) ++count;
@@ -270,14 +280,16 @@ status fill_from_instances(const rapidjson::Value& instances, const input_map& i
         const std::string name(member.name.GetString(), member.name.GetStringLength());
         keys.insert(name);
         if (status s = add_instance_item(member.value, name, inputs, seen, tensors); !s.ok()) {
-          return invalid_argument(fmt::format("Failed to process element: {} key: {} of 'instances' list. Error: {}: {}",
-                                              count, name, code_name(s.error_code()), s.message()));
+          return invalid_argument(
+              fmt::format("Failed to process element: {} key: {} of 'instances' list. Error: {}: {}", count, name,
+                          code_name(s.error_code()), s.message()));
         }
       }
       if (keys != input_names) {
-        return invalid_argument(fmt::format("Failed to process element: {} of 'instances' list. JSON object: {} must "
-                                            "only have keys: {}",
-                                            count, json_value_to_string(element), join(input_names)));
+        return invalid_argument(
+            fmt::format("Failed to process element: {} of 'instances' list. JSON object: {} must "
+                        "only have keys: {}",
+                        count, json_value_to_string(element), join(input_names)));
       }
     } else {
       if (is_element_object(element)) {
@@ -317,14 +329,14 @@ status fill_from_inputs(const rapidjson::Value& value, const input_map& inputs, 
     return fill_tensor_proto(value, 0, tensor.dtype(), unused, tensor);
   }
   for (const auto& [name, info] : inputs) {
-    const auto item = value.FindMember(name.c_str());
-    if (item == value.MemberEnd()) return invalid_argument("Missing named input: " + name + " in 'inputs' object.");
+    const rapidjson::Value* item = find_member(value, name);
+    if (item == nullptr) return invalid_argument("Missing named input: " + name + " in 'inputs' object.");
     TensorProto& tensor = tensors[name];
     tensor.set_dtype(info.dtype());
     tensor.mutable_tensor_shape()->Clear();
-    dense_shape(item->value, *tensor.mutable_tensor_shape());
+    dense_shape(*item, *tensor.mutable_tensor_shape());
     int unused = 0;
-    if (status s = fill_tensor_proto(item->value, 0, info.dtype(), unused, tensor); !s.ok()) return s;
+    if (status s = fill_tensor_proto(*item, 0, info.dtype(), unused, tensor); !s.ok()) return s;
   }
   return {};
 }
@@ -360,7 +372,8 @@ status add_single_value(const TensorProto& tensor, writer_type& writer, int& off
     default:
       break;
   }
-  if (!ok) return invalid_argument(fmt::format("Failed to write JSON value for tensor type: {}", dtype_name(tensor.dtype())));
+  if (!ok)
+    return invalid_argument(fmt::format("Failed to write JSON value for tensor type: {}", dtype_name(tensor.dtype())));
   ++offset;
   return {};
 }
@@ -454,9 +467,9 @@ std::string format_decimal_impl(T value) {
   T back{};
   std::from_chars(text, end, back);
   if (back != value) {
-    end = std::to_chars(text, text + sizeof text, value, std::chars_format::general,
-                        std::numeric_limits<T>::max_digits10)
-              .ptr;
+    end =
+        std::to_chars(text, text + sizeof text, value, std::chars_format::general, std::numeric_limits<T>::max_digits10)
+            .ptr;
   }
   std::string result(text, end);
   if (result.find('.') == std::string::npos && result.find('e') == std::string::npos) result += ".0";
@@ -480,11 +493,11 @@ status fill_predict_request_from_json(std::string_view json, const input_map_loo
   }
   if (!doc.IsObject()) return format_error(doc, "Is not object");
 
-  if (const auto it = doc.FindMember(signature_key); it != doc.MemberEnd()) {
-    if (!it->value.IsString()) {
+  if (const rapidjson::Value* name = find_member(doc, signature_key); name != nullptr) {
+    if (!name->IsString()) {
       return format_error(doc, "not formatted correctly. 'signature_name' key must be a string value.");
     }
-    request.mutable_model_spec()->set_signature_name(it->value.GetString(), it->value.GetStringLength());
+    request.mutable_model_spec()->set_signature_name(name->GetString(), name->GetStringLength());
   }
   const std::string& signature_name = request.model_spec().signature_name();
   const input_map* inputs = nullptr;
@@ -494,20 +507,20 @@ status fill_predict_request_from_json(std::string_view json, const input_map_loo
                             (signature_name.empty() ? std::string("DEFAULT") : signature_name));
   }
 
-  const auto instances = doc.FindMember(instances_key);
-  const auto columns = doc.FindMember(inputs_key);
-  if (instances != doc.MemberEnd()) {
-    if (columns != doc.MemberEnd()) {
+  const rapidjson::Value* instances = find_member(doc, instances_key);
+  const rapidjson::Value* columns = find_member(doc, inputs_key);
+  if (instances != nullptr) {
+    if (columns != nullptr) {
       return format_error(doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ");
     }
-    if (!instances->value.IsArray()) return format_error(doc, "Excepting 'instances' to be an list/array");
-    if (instances->value.Empty()) return format_error(doc, "No values in 'instances' array");
+    if (!instances->IsArray()) return format_error(doc, "Excepting 'instances' to be an list/array");
+    if (instances->Empty()) return format_error(doc, "No values in 'instances' array");
     format = json_format::row;
-    return fill_from_instances(instances->value, *inputs, *request.mutable_inputs());
+    return fill_from_instances(*instances, *inputs, *request.mutable_inputs());
   }
-  if (columns != doc.MemberEnd()) {
+  if (columns != nullptr) {
     format = json_format::columnar;
-    return fill_from_inputs(columns->value, *inputs, *request.mutable_inputs());
+    return fill_from_inputs(*columns, *inputs, *request.mutable_inputs());
   }
   return invalid_argument("Missing 'inputs' or 'instances' key");
 }

@@ -5,13 +5,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "batching.hpp"
@@ -46,7 +46,9 @@ int fail_start(const std::string& message) {
 // Where TensorFlow's two libraries are looked for, in order.
 std::vector<std::string> library_dirs() {
   std::vector<std::string> dirs;
-  if (const char* env = std::getenv("CELSIUS_TENSORFLOW_DIR"); env != nullptr && *env != '\0') dirs.emplace_back(env);
+  // Read once at start, before any other thread exists.
+  const char* env = std::getenv("CELSIUS_TENSORFLOW_DIR");  // NOLINT(concurrency-mt-unsafe)
+  if (env != nullptr && *env != '\0') dirs.emplace_back(env);
   dirs.emplace_back(CELSIUS_TENSORFLOW_BUILD_DIR);  // the wheel this binary was built against
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -73,7 +75,7 @@ class signal_waiter {
     sigemptyset(&set_);
     sigaddset(&set_, SIGTERM);
     sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGUSR1);  // only to wake the thread for exit
+    sigaddset(&set_, SIGUSR1);                   // only to wake the thread for exit
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any other thread exists
   }
   template <typename F>
@@ -150,10 +152,9 @@ int main(int argc, char** argv) {
     if (status s = batching_options_from(params, schedulable_cpus(), *batching); !s.ok()) {
       return fail_start(std::string(code_name(s.error_code())) + ": " + s.message());
     }
-    spdlog::info(
-        "Batching: max_batch_size {}, batch_timeout_micros {}, max_enqueued_batches {}, num_batch_threads {}",
-        batching->max_batch_size, batching->batch_timeout_micros, batching->max_enqueued_batches,
-        batching->num_batch_threads);
+    spdlog::info("Batching: max_batch_size {}, batch_timeout_micros {}, max_enqueued_batches {}, num_batch_threads {}",
+                 batching->max_batch_size, batching->batch_timeout_micros, batching->max_enqueued_batches,
+                 batching->num_batch_threads);
   }
   tensorflow::serving::MonitoringConfig monitoring;
   if (!o.monitoring_config_file.empty()) {
@@ -184,12 +185,11 @@ int main(int argc, char** argv) {
 
   const std::string config_bytes = session_config.SerializeAsString();
   const std::vector<std::string> tags = split_tags(o.saved_model_tags);
-  model_manager models(
-      {o.model_name, o.model_base_path, o.file_system_poll_wait_seconds, o.max_num_load_retries,
-       std::chrono::microseconds(std::max<std::int64_t>(o.load_retry_interval_micros, 0))},
-      [&](const std::filesystem::path& dir, std::unique_ptr<saved_model>& out) {
-        return saved_model::load(*tf, dir.string(), tags, config_bytes, out);
-      });
+  model_manager models({o.model_name, o.model_base_path, o.file_system_poll_wait_seconds, o.max_num_load_retries,
+                        std::chrono::microseconds(std::max<std::int64_t>(o.load_retry_interval_micros, 0))},
+                       [&](const std::filesystem::path& dir, std::unique_ptr<saved_model>& out) {
+                         return saved_model::load(*tf, dir.string(), tags, config_bytes, out);
+                       });
 
   std::atomic<bool> stop_requested{false};
   std::mutex stop_mutex;
@@ -254,7 +254,8 @@ int main(int argc, char** argv) {
       }
       rest = std::make_unique<rest_server>(predict, metrics, r);
       const int rest_port = rest->start(error);
-      if (rest_port == 0) return fail_start("Failed to start HTTP Server at localhost:" + std::to_string(r.port) + ": " + error);
+      if (rest_port == 0)
+        return fail_start("Failed to start HTTP Server at localhost:" + std::to_string(r.port) + ": " + error);
       spdlog::info("Exporting HTTP/REST API at:localhost:{} ...", rest_port);
     }
   }

@@ -1,5 +1,7 @@
 #include "metrics.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <functional>
@@ -58,7 +60,7 @@ void histogram_lines(std::string& page, const std::string& name, const family<hi
     for (std::size_t i = 0; i < s.counts.size(); ++i) {
       cumulative += s.counts[i];
       const std::string le = i + 1 < s.counts.size() ? number(h.limits()[i]) : "+Inf";
-      page += prefix + "le=\"" + le + "\"} " + std::to_string(cumulative) + "\n";
+      fmt::format_to(std::back_inserter(page), "{}le=\"{}\"}} {}\n", prefix, le, cumulative);
     }
     page += name + "_sum{" + labels + "} " + number(s.sum) + "\n";
     page += name + "_count{" + labels + "} " + std::to_string(cumulative) + "\n";
@@ -85,7 +87,8 @@ histogram::histogram(std::vector<double> limits)
 void histogram::observe(double value) {
   // Prometheus' rule, le = "less than or equal" (TensorFlow's Histogram puts a value equal to
   // a limit into the next bucket; for whole batch sizes that would read one bucket off).
-  const auto index = static_cast<std::size_t>(std::lower_bound(limits_.begin(), limits_.end(), value) - limits_.begin());
+  const auto index =
+      static_cast<std::size_t>(std::lower_bound(limits_.begin(), limits_.end(), value) - limits_.begin());
   counts_[index].fetch_add(1, std::memory_order_relaxed);
   double sum = sum_.load(std::memory_order_relaxed);
   while (!sum_.compare_exchange_weak(sum, sum + value, std::memory_order_relaxed)) {

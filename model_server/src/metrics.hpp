@@ -83,8 +83,7 @@ class serving_metrics {
  public:
   serving_metrics();
 
-  void request(const std::string& model, std::string_view status_name, std::string_view entrypoint,
-               double latency_us);
+  void request(const std::string& model, std::string_view status_name, std::string_view entrypoint, double latency_us);
   void runtime(const std::string& model, double latency_us);
   void input_batch(std::int64_t rows);
   void processed_batch(std::int64_t rows, std::int64_t padding);

@@ -205,9 +205,9 @@ status model_manager::handle(const tensorflow::serving::ModelSpec& spec, servabl
   }
   const bool specific = spec.version_choice_case() == tensorflow::serving::ModelSpec::kVersion;
   const auto not_found = [&] {
-    return not_found_error(specific ? fmt::format("Servable not found for request: Specific({}, {})", spec.name(),
-                                                  spec.version().value())
-                                    : fmt::format("Servable not found for request: Latest({})", spec.name()));
+    return not_found_error(
+        specific ? fmt::format("Servable not found for request: Specific({}, {})", spec.name(), spec.version().value())
+                 : fmt::format("Servable not found for request: Latest({})", spec.name()));
   };
   if (spec.name() != settings_.name) return not_found();
   std::lock_guard lock(mutex_);
@@ -238,7 +238,8 @@ status model_manager::version_states(const tensorflow::serving::GetModelStatusRe
   if (spec.has_version()) {
     const std::int64_t version = spec.version().value();
     const auto it = ours ? states_.find(version) : states_.end();
-    if (it == states_.end()) return not_found_error(fmt::format("Could not find version {} of model {}", version, spec.name()));
+    if (it == states_.end())
+      return not_found_error(fmt::format("Could not find version {} of model {}", version, spec.name()));
     add(version, it->second);
     return {};
   }

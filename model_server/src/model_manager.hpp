@@ -98,9 +98,9 @@ class model_manager {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
-  std::map<std::int64_t, std::shared_ptr<servable>> serving_;          // AVAILABLE versions
-  std::map<std::int64_t, version_state, std::greater<>> states_;       // every version seen
-  std::vector<std::shared_ptr<servable>> unloading_;                   // poll thread only
+  std::map<std::int64_t, std::shared_ptr<servable>> serving_;     // AVAILABLE versions
+  std::map<std::int64_t, version_state, std::greater<>> states_;  // every version seen
+  std::vector<std::shared_ptr<servable>> unloading_;              // poll thread only
   std::optional<status> first_failure_;
   std::string last_scan_note_;
   std::thread thread_;

@@ -82,9 +82,10 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
   }
   for (const auto& [alias, proto] : request.inputs()) {
     if (def.inputs().count(alias) == 0) {
-      return invalid_argument(fmt::format("input tensor alias not found in signature: {}. Inputs expected to be in "
-                                          "the set {{{}}}.",
-                                          alias, join(keys(def.inputs()))));
+      return invalid_argument(
+          fmt::format("input tensor alias not found in signature: {}. Inputs expected to be in "
+                      "the set {{{}}}.",
+                      alias, join(keys(def.inputs()))));
     }
   }
   auto task = std::make_unique<run_task>();
@@ -125,9 +126,10 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
   for (const std::string& alias : request.output_filter()) {
     const auto it = out.signature->outputs.find(alias);
     if (it == out.signature->outputs.end()) {
-      return invalid_argument(fmt::format("output tensor alias not found in signature: {} Outputs expected to be in "
-                                          "the set {{{}}}.",
-                                          alias, join(keys(def.outputs()))));
+      return invalid_argument(
+          fmt::format("output tensor alias not found in signature: {} Outputs expected to be in "
+                      "the set {{{}}}.",
+                      alias, join(keys(def.outputs()))));
     }
     if (!seen.insert(alias).second) return invalid_argument("duplicate output tensor alias: " + alias);
     outputs.push_back(&it->second);
@@ -185,7 +187,7 @@ void predictor::predict(const PredictRequest& request, PredictResponse& response
 }
 
 void predictor::run(const PredictRequest& request, PredictResponse& response, predict_context context,
-                    std::function<void(status)> done) {
+                    const std::function<void(status)>& done) {
   servable_handle handle;
   if (status s = models_.handle(request.model_spec(), handle); !s.ok()) return done(std::move(s));
   prepared call;

@@ -19,7 +19,7 @@ namespace celsius::serving {
 
 struct predict_context {
   clock_type::time_point deadline = clock_type::time_point::max();  // max: none
-  std::string_view entrypoint = "GRPC";                              // "GRPC" | "REST" (metrics)
+  std::string_view entrypoint = "GRPC";                             // "GRPC" | "REST" (metrics)
 };
 
 // The API logic of PredictionService and ModelService, shared by the gRPC and REST front
@@ -59,7 +59,7 @@ class predictor {
 
  private:
   void run(const tensorflow::serving::PredictRequest& request, tensorflow::serving::PredictResponse& response,
-           predict_context context, std::function<void(status)> done);
+           predict_context context, const std::function<void(status)>& done);
 
   model_manager& models_;
   batch_scheduler* batching_;

@@ -204,8 +204,7 @@ rest_reply rest_api::model_metadata(const rest_path& path) const {
 
 class rest_server::session {
  public:
-  session(rest_server& server, loop& l, tcp_socket socket)
-      : server_(server), loop_(l), stream_(std::move(socket)) {
+  session(rest_server& server, loop& l, tcp_socket socket) : server_(server), loop_(l), stream_(std::move(socket)) {
     server_.session_started(loop_, this);
   }
   ~session() { server_.session_ended(loop_, this); }
@@ -322,8 +321,7 @@ void rest_server::session_ended(loop& l, session* s) {
 
 int rest_server::start(std::string& error) {
   try {
-    const tcp::endpoint endpoint(asio::ip::make_address(settings_.address),
-                                 static_cast<std::uint16_t>(settings_.port));
+    const tcp::endpoint endpoint(asio::ip::make_address(settings_.address), static_cast<std::uint16_t>(settings_.port));
     acceptor_ = std::make_unique<asio::basic_socket_acceptor<tcp, rest_executor>>(loops_.front()->ioc.get_executor());
     acceptor_->open(endpoint.protocol());
     acceptor_->set_option(tcp::acceptor::reuse_address(true));
@@ -352,8 +350,7 @@ rest_task<void> rest_server::accept_loop() {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_->is_open() || stopping_) co_return;
       spdlog::warn("HTTP/REST accept failed: {}", ec.message());
-      asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>,
-                                 rest_executor>
+      asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, rest_executor>
           pause(acceptor_->get_executor(), std::chrono::milliseconds(50));
       co_await pause.async_wait(asio::redirect_error(use_task, ec));
       continue;

@@ -32,10 +32,10 @@ using rest_task = boost::asio::awaitable<T, rest_executor>;
 struct rest_settings {
   std::string address = "0.0.0.0";
   int port = 0;
-  int threads = 1;                // --rest_api_num_threads: one event loop each
-  int timeout_ms = 30000;         // --rest_api_timeout_in_ms: the model run's timeout, and reading a request
-  bool cors = false;              // --rest_api_enable_cors_support
-  std::string prometheus_path;    // empty: no metrics page
+  int threads = 1;                 // --rest_api_num_threads: one event loop each
+  int timeout_ms = 30000;          // --rest_api_timeout_in_ms: the model run's timeout, and reading a request
+  bool cors = false;               // --rest_api_enable_cors_support
+  std::string prometheus_path;     // empty: no metrics page
   bool malformed_replies = false;  // test aid
   std::size_t max_body_bytes = std::size_t{256} << 20;
   std::size_t max_header_bytes = 64 << 10;
@@ -57,7 +57,8 @@ struct rest_reply {
 // "Malformed request: METHOD PATH"; :classify and :regress are 501 here.
 class rest_api {
  public:
-  rest_api(predictor& p, const serving_metrics& metrics, rest_settings s) : predictor_(p), metrics_(metrics), settings_(std::move(s)) {}
+  rest_api(predictor& p, const serving_metrics& metrics, rest_settings s)
+      : predictor_(p), metrics_(metrics), settings_(std::move(s)) {}
 
   // Answers one request; awaits the model when the predictor is not synchronous.
   rest_task<rest_reply> handle(std::string_view method, std::string_view target, std::string_view body) const;

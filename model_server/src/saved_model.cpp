@@ -11,9 +11,7 @@ namespace celsius::serving {
 
 namespace {
 
-status from_tf(const tf_api& api, const TF_Status* s) {
-  return {static_cast<code>(api.GetCode(s)), api.Message(s)};
-}
+status from_tf(const tf_api& api, const TF_Status* s) { return {static_cast<code>(api.GetCode(s)), api.Message(s)}; }
 
 struct buffer_deleter {
   const tf_api* api;
@@ -87,9 +85,9 @@ status saved_model::load(const tf_library& lib, const std::string& export_dir, c
   for (const auto& t : tags) tag_ptrs.push_back(t.c_str());
   model->graph_ = api.NewGraph();
   buffer_ptr meta(api.NewBuffer(), {&api});
-  model->session_ = api.LoadSessionFromSavedModel(options, nullptr, export_dir.c_str(), tag_ptrs.data(),
-                                                  static_cast<int>(tag_ptrs.size()), model->graph_, meta.get(),
-                                                  st.get());
+  model->session_ =
+      api.LoadSessionFromSavedModel(options, nullptr, export_dir.c_str(), tag_ptrs.data(),
+                                    static_cast<int>(tag_ptrs.size()), model->graph_, meta.get(), st.get());
   api.DeleteSessionOptions(options);
   if (api.GetCode(st.get()) != TF_OK || model->session_ == nullptr) return from_tf(api, st.get());
 
@@ -151,18 +149,20 @@ status saved_model::run(std::span<const tensor_binding* const> inputs, std::span
   std::vector<TF_Tensor*> in_values(inputs.size()), out_values(outputs.size(), nullptr);
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     if (inputs[i]->operation == nullptr) {
-      return invalid_argument(fmt::format("Tensor {}, specified in either feed_devices or fetch_devices was not in "
-                                          "the Graph",
-                                          inputs[i]->tensor_name));
+      return invalid_argument(
+          fmt::format("Tensor {}, specified in either feed_devices or fetch_devices was not in "
+                      "the Graph",
+                      inputs[i]->tensor_name));
     }
     in[i] = {inputs[i]->operation, inputs[i]->index};
     in_values[i] = feeds[i].get();
   }
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     if (outputs[i]->operation == nullptr) {
-      return invalid_argument(fmt::format("Tensor {}, specified in either feed_devices or fetch_devices was not in "
-                                          "the Graph",
-                                          outputs[i]->tensor_name));
+      return invalid_argument(
+          fmt::format("Tensor {}, specified in either feed_devices or fetch_devices was not in "
+                      "the Graph",
+                      outputs[i]->tensor_name));
     }
     out[i] = {outputs[i]->operation, outputs[i]->index};
   }

@@ -179,11 +179,11 @@ bool proto_shape(const TensorProto& proto, tensor_shape& shape) {
     shape.dims.push_back(dim.size());
   }
   // The dense buffer must be addressable (and, for tensor_content, match exactly).
-  if (elements > static_cast<std::int64_t>(std::numeric_limits<std::int64_t>::max() / static_cast<std::int64_t>(size))) {
+  if (elements >
+      static_cast<std::int64_t>(std::numeric_limits<std::int64_t>::max() / static_cast<std::int64_t>(size))) {
     return false;
   }
-  if (!proto.tensor_content().empty() &&
-      proto.tensor_content().size() != static_cast<std::size_t>(elements) * size) {
+  if (!proto.tensor_content().empty() && proto.tensor_content().size() != static_cast<std::size_t>(elements) * size) {
     return false;
   }
   shape.elements = elements;

@@ -5,9 +5,9 @@
 #include <google/protobuf/text_format.h>
 
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 namespace celsius::serving {
 
@@ -30,7 +30,8 @@ status read_text_proto(const std::string& path, google::protobuf::Message& messa
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;
-    return {err == ENOENT ? code::NOT_FOUND : code::FAILED_PRECONDITION, path + "; " + std::strerror(err)};
+    return {err == ENOENT ? code::NOT_FOUND : code::FAILED_PRECONDITION,
+            path + "; " + std::error_code(err, std::generic_category()).message()};
   }
   std::ostringstream text;
   text << in.rdbuf();

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import metric_value
+from model_server_harness import metric_value
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from celsius_model import reference_celsius

@@ -13,11 +13,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from model_server_harness import REPO
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from celsius_model import reference_celsius

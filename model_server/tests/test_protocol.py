@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ModelServer, metric_value
+from model_server_harness import ModelServer, metric_value
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
@@ -379,7 +379,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_zero(model_base):
 def test_flags_keep_tensorflow_model_server_names():
     import subprocess
 
-    from conftest import BINARY
+    from model_server_harness import BINARY
 
     help_text = subprocess.run([str(BINARY), "--help"], capture_output=True, text=True, timeout=30).stdout
     for flag in ("--port", "--rest_api_port", "--model_name", "--model_base_path", "--rest_api_num_threads",
@@ -405,7 +405,7 @@ def test_flags_without_effect_are_logged(model_base, start):
 def test_startup_errors(model_base, tmp_path):
     import subprocess
 
-    from conftest import BINARY
+    from model_server_harness import BINARY
 
     bad = tmp_path / "batching.config"
     bad.write_text("max_batch_size { value: many }\n")
@@ -423,7 +423,7 @@ def test_startup_errors(model_base, tmp_path):
 def test_a_broken_first_version_fails_the_start(tmp_path):
     import subprocess
 
-    from conftest import BINARY
+    from model_server_harness import BINARY
 
     (tmp_path / "f2c" / "1").mkdir(parents=True)
     (tmp_path / "f2c" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")

@@ -15,7 +15,7 @@ from collections import Counter
 import grpc
 import pytest
 import tensorflow as tf
-from conftest import ModelServer, export, free_ports
+from model_server_harness import ModelServer, export, free_ports
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 

@@ -33,8 +33,9 @@ TEST(flags, defaults_are_tensorflow_model_servers) {
 }
 
 TEST(flags, both_spellings_and_boolean_values) {
-  const auto r = parse({"--port", "9000", "--rest_api_port=9001", "--model_name=f2c", "--model_base_path", "/m",
-                        "--enable_batching=true", "--rest_api_enable_cors_support", "--enable_grpc_healthcheck_service=false"});
+  const auto r =
+      parse({"--port", "9000", "--rest_api_port=9001", "--model_name=f2c", "--model_base_path", "/m",
+             "--enable_batching=true", "--rest_api_enable_cors_support", "--enable_grpc_healthcheck_service=false"});
   ASSERT_EQ(r.exit_code, -1) << r.output;
   EXPECT_EQ(r.opts.port, 9000);
   EXPECT_EQ(r.opts.rest_api_port, 9001);
@@ -45,16 +46,16 @@ TEST(flags, both_spellings_and_boolean_values) {
 }
 
 TEST(flags, the_last_of_a_repeated_flag_counts) {
-  const auto r = parse({"--port", "0", "--model_base_path=/m", "--port=9000", "--celsius_free_ports",
-                        "--celsius_free_ports"});
+  const auto r =
+      parse({"--port", "0", "--model_base_path=/m", "--port=9000", "--celsius_free_ports", "--celsius_free_ports"});
   ASSERT_EQ(r.exit_code, -1) << r.output;
   EXPECT_EQ(r.opts.port, 9000);
   EXPECT_TRUE(r.opts.celsius_free_ports);
 }
 
 TEST(flags, flags_without_effect_are_accepted_and_listed) {
-  const auto r = parse({"--model_base_path=/m", "--enable_model_warmup=false", "--num_load_threads=4",
-                        "--xla_cpu_compilation_enabled"});
+  const auto r = parse(
+      {"--model_base_path=/m", "--enable_model_warmup=false", "--num_load_threads=4", "--xla_cpu_compilation_enabled"});
   ASSERT_EQ(r.exit_code, -1) << r.output;
   EXPECT_EQ(r.opts.no_effect.size(), 3u);
   EXPECT_NE(std::find(r.opts.no_effect.begin(), r.opts.no_effect.end(), "--num_load_threads=4"),
@@ -62,8 +63,8 @@ TEST(flags, flags_without_effect_are_accepted_and_listed) {
 }
 
 TEST(flags, flags_that_would_change_what_is_served_are_refused) {
-  for (const char* f : {"--model_config_file=/c", "--ssl_config_file=/s", "--platform_config_file=/p",
-                        "--use_alts_credentials"}) {
+  for (const char* f :
+       {"--model_config_file=/c", "--ssl_config_file=/s", "--platform_config_file=/p", "--use_alts_credentials"}) {
     const auto r = parse({"--model_base_path=/m", f});
     EXPECT_EQ(r.exit_code, 2) << f;
     EXPECT_NE(r.output.find("not supported"), std::string::npos) << r.output;

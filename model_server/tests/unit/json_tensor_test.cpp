@@ -135,10 +135,11 @@ TEST_F(json_request, errors_carry_tf_servings_messages) {
 TEST_F(json_request, the_lookup_error_is_passed_on) {
   PredictRequest request;
   json_format format;
-  const status s = fill_predict_request_from_json(
-      R"({"instances": [1]})",
-      [](const std::string&, const input_map*&) { return not_found_error("Servable not found for request: Latest(x)"); },
-      request, format);
+  const status s = fill_predict_request_from_json(R"({"instances": [1]})",
+                                                  [](const std::string&, const input_map*&) {
+                                                    return not_found_error("Servable not found for request: Latest(x)");
+                                                  },
+                                                  request, format);
   EXPECT_EQ(s.error_code(), code::NOT_FOUND);
 }
 

@@ -47,10 +47,10 @@ TEST(tensor_codec, shapes_like_tensor_from_proto) {
 
 TEST(tensor_codec, typed_values_fill_like_tensorflow) {
   EXPECT_EQ(decode(doubles({3}, {1, 2, 3})), (std::vector<double>{1, 2, 3}));
-  EXPECT_EQ(decode(doubles({4}, {7})), (std::vector<double>{7, 7, 7, 7}));      // one value broadcasts
-  EXPECT_EQ(decode(doubles({4}, {1, 2})), (std::vector<double>{1, 2, 2, 2}));   // the last one repeats
-  EXPECT_EQ(decode(doubles({2}, {})), (std::vector<double>{0, 0}));             // none: zeros
-  EXPECT_EQ(decode(doubles({2}, {1, 2, 3})), (std::vector<double>{1, 2}));      // extras are ignored
+  EXPECT_EQ(decode(doubles({4}, {7})), (std::vector<double>{7, 7, 7, 7}));     // one value broadcasts
+  EXPECT_EQ(decode(doubles({4}, {1, 2})), (std::vector<double>{1, 2, 2, 2}));  // the last one repeats
+  EXPECT_EQ(decode(doubles({2}, {})), (std::vector<double>{0, 0}));            // none: zeros
+  EXPECT_EQ(decode(doubles({2}, {1, 2, 3})), (std::vector<double>{1, 2}));     // extras are ignored
 }
 
 TEST(tensor_codec, tensor_content_is_raw_bytes) {
@@ -61,12 +61,11 @@ TEST(tensor_codec, tensor_content_is_raw_bytes) {
 }
 
 TEST(tensor_codec, encode_round_trips_every_supported_dtype) {
-  const tensorflow::DataType types[] = {tensorflow::DT_FLOAT, tensorflow::DT_DOUBLE, tensorflow::DT_INT32,
-                                        tensorflow::DT_INT16, tensorflow::DT_INT8,   tensorflow::DT_UINT8,
-                                        tensorflow::DT_UINT16, tensorflow::DT_INT64, tensorflow::DT_UINT32,
-                                        tensorflow::DT_UINT64, tensorflow::DT_BOOL,  tensorflow::DT_HALF,
-                                        tensorflow::DT_BFLOAT16, tensorflow::DT_COMPLEX64,
-                                        tensorflow::DT_COMPLEX128};
+  const tensorflow::DataType types[] = {tensorflow::DT_FLOAT,    tensorflow::DT_DOUBLE,    tensorflow::DT_INT32,
+                                        tensorflow::DT_INT16,    tensorflow::DT_INT8,      tensorflow::DT_UINT8,
+                                        tensorflow::DT_UINT16,   tensorflow::DT_INT64,     tensorflow::DT_UINT32,
+                                        tensorflow::DT_UINT64,   tensorflow::DT_BOOL,      tensorflow::DT_HALF,
+                                        tensorflow::DT_BFLOAT16, tensorflow::DT_COMPLEX64, tensorflow::DT_COMPLEX128};
   for (const auto dtype : types) {
     const std::size_t size = dtype_size(dtype);
     ASSERT_GT(size, 0u) << dtype_name(dtype);

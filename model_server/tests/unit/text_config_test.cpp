@@ -43,9 +43,9 @@ TEST_F(text_file, batching_parameters_over_the_defaults) {
 TEST_F(text_file, fields_of_later_releases_are_ignored_and_reported) {
   tensorflow::serving::BatchingParameters p;
   std::vector<std::string> ignored;
-  ASSERT_TRUE(read_text_proto(write("max_batch_size { value: 8 }\nenable_large_batch_splitting { value: true }\n"),
-                              p, ignored)
-                  .ok());
+  ASSERT_TRUE(
+      read_text_proto(write("max_batch_size { value: 8 }\nenable_large_batch_splitting { value: true }\n"), p, ignored)
+          .ok());
   EXPECT_EQ(p.max_batch_size().value(), 8);
   ASSERT_EQ(ignored.size(), 1u);
   EXPECT_NE(ignored[0].find("enable_large_batch_splitting"), std::string::npos) << ignored[0];

@@ -52,10 +52,9 @@ std::string exported_model() {
 }
 
 std::unique_ptr<server_process> start_model_server(std::vector<std::string> extra_args) {
-  std::vector<std::string> argv{model_server_binary(),  "--port",       "0",   "--rest_api_port",
-                                "0",                    "--celsius_free_ports", "--celsius_bind_address",
-                                "127.0.0.1",            "--model_name", "f2c", "--model_base_path",
-                                exported_model()};
+  std::vector<std::string> argv{model_server_binary(), "--port", "0", "--rest_api_port", "0"};
+  argv.insert(argv.end(), {"--celsius_free_ports", "--celsius_bind_address", "127.0.0.1"});
+  argv.insert(argv.end(), {"--model_name", "f2c", "--model_base_path", exported_model()});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   return std::make_unique<server_process>(server_process::launch{
       std::move(argv), R"(Exporting HTTP/REST API at:localhost:(\d+))", {"TF_CPP_MIN_LOG_LEVEL=2"}});
