@@ -20,12 +20,13 @@ std::string model_server_binary();
 // Skips the test when the model path cannot run (no project Python or no model server),
 // unless CELSIUS_REQUIRE_MODEL_SERVER is set (scripts/test-all.sh sets it, so CI fails
 // instead of skipping).
-#define CELSIUS_REQUIRE_PYTHON()                                                                          \
-  do {                                                                                                    \
-    if (::celsius::test::project_python().empty()) {                                                      \
-      if (std::getenv("CELSIUS_REQUIRE_MODEL_SERVER")) FAIL() << "no project Python or no model server";  \
-      GTEST_SKIP() << "no project Python (.venv: scripts/python-env.sh) or no " << ::celsius::test::model_server_binary(); \
-    }                                                                                                     \
+#define CELSIUS_REQUIRE_PYTHON()                                                                         \
+  do {                                                                                                   \
+    if (::celsius::test::project_python().empty()) {                                                     \
+      if (std::getenv("CELSIUS_REQUIRE_MODEL_SERVER")) FAIL() << "no project Python or no model server"; \
+      GTEST_SKIP() << "no project Python (.venv: scripts/python-env.sh) or no "                          \
+                   << ::celsius::test::model_server_binary();                                            \
+    }                                                                                                    \
   } while (0)
 
 // Exports the SavedModel once per test binary (python -m celsius_model export); returns
