@@ -61,13 +61,18 @@ class grpc_front::prediction_service final : public tensorflow::serving::Predict
       call.deadline = clock_type::now() +
                       std::chrono::duration_cast<clock_type::duration>(deadline - std::chrono::system_clock::now());
     }
-    predictor_.predict(*request, *response, call, [reactor, response, malformed = malformed_](const status& s) {
+    const auto finish = [reactor, response, malformed = malformed_](const status& s) {
       if (malformed && s.ok()) {
         // Test aid: float32 labels on float64 values.
         for (auto& [name, tensor] : *response->mutable_outputs()) tensor.set_dtype(tensorflow::DT_FLOAT);
       }
       reactor->Finish(to_grpc(s));
-    });
+    };
+    if (predictor_.synchronous()) {
+      finish(predictor_.predict_now(*request, *response, call));
+    } else {
+      predictor_.predict(*request, *response, call, finish);
+    }
     return reactor;
   }
 

@@ -484,7 +484,14 @@ std::string format_decimal(float value) { return format_decimal_impl(value); }
 status fill_predict_request_from_json(std::string_view json, const input_map_lookup& lookup,
                                       tensorflow::serving::PredictRequest& request, json_format& format) {
   if (json.empty()) return invalid_argument("JSON Parse error: The document is empty");
-  rapidjson::Document doc;
+  // A small request parses without touching the heap: the DOM and the parser's stack start in
+  // buffers on this stack frame (RapidJSON takes more from malloc when they are not enough).
+  char values_buffer[8192];
+  char stack_buffer[2048];
+  rapidjson::MemoryPoolAllocator<> values(values_buffer, sizeof values_buffer);
+  rapidjson::MemoryPoolAllocator<> stack(stack_buffer, sizeof stack_buffer);
+  rapidjson::GenericDocument<rapidjson::UTF8<>, rapidjson::MemoryPoolAllocator<>, rapidjson::MemoryPoolAllocator<>> doc(
+      &values, sizeof stack_buffer, &stack);
   rapidjson::MemoryStream memory(json.data(), json.size());
   rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> stream(memory);
   if (doc.ParseStream<parse_flags>(stream).HasParseError()) {

@@ -109,22 +109,57 @@ serving_metrics::serving_metrics()
       runtime_latency_({"model_name", "API", "runtime"}, latency_buckets),
       input_batch_size_({}, size_buckets),
       processed_batch_size_({}, size_buckets),
-      padding_size_({"execution_batch_size"}, size_buckets) {}
+      padding_size_({"execution_batch_size"}, size_buckets),
+      input_batch_size_cell_(&input_batch_size_.at({})),
+      processed_batch_size_cell_(&processed_batch_size_.at({})) {}
+
+std::uint64_t serving_metrics::next_id() {
+  static std::atomic<std::uint64_t> ids{0};
+  return ++ids;
+}
+
+serving_metrics::request_cells serving_metrics::cells_for(const std::string& model, std::string_view status_name,
+                                                          std::string_view entrypoint) {
+  // Every request records these: a per-thread cache of the cells spares the family's lock
+  // and the label vectors (cells live as long as this object).
+  thread_local std::uint64_t owner = 0;
+  thread_local std::unordered_map<std::string, request_cells> cache;
+  thread_local std::string key;
+  if (owner != id_) {
+    cache.clear();
+    owner = id_;
+  }
+  key.assign(model).append(1, '\0').append(status_name).append(1, '\0').append(entrypoint);
+  if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  const request_cells cells{&request_count_.at({model, std::string(status_name)}),
+                            &request_latency_.at({model, "Predict", std::string(entrypoint)})};
+  cache.emplace(key, cells);
+  return cells;
+}
 
 void serving_metrics::request(const std::string& model, std::string_view status_name, std::string_view entrypoint,
                               double latency_us) {
-  request_count_.at({model, std::string(status_name)}).add();
-  request_latency_.at({model, "Predict", std::string(entrypoint)}).observe(latency_us);
+  const request_cells cells = cells_for(model, status_name, entrypoint);
+  cells.count->add();
+  cells.latency->observe(latency_us);
 }
 
 void serving_metrics::runtime(const std::string& model, double latency_us) {
-  runtime_latency_.at({model, "Predict", "TF1"}).observe(latency_us);
+  thread_local std::uint64_t owner = 0;
+  thread_local std::unordered_map<std::string, histogram*> cache;
+  if (owner != id_) {
+    cache.clear();
+    owner = id_;
+  }
+  histogram*& cell = cache[model];
+  if (cell == nullptr) cell = &runtime_latency_.at({model, "Predict", "TF1"});
+  cell->observe(latency_us);
 }
 
-void serving_metrics::input_batch(std::int64_t rows) { input_batch_size_.at({}).observe(static_cast<double>(rows)); }
+void serving_metrics::input_batch(std::int64_t rows) { input_batch_size_cell_->observe(static_cast<double>(rows)); }
 
 void serving_metrics::processed_batch(std::int64_t rows, std::int64_t padding) {
-  processed_batch_size_.at({}).observe(static_cast<double>(rows));
+  processed_batch_size_cell_->observe(static_cast<double>(rows));
   padding_size_.at({std::to_string(rows)}).observe(static_cast<double>(padding));
 }
 

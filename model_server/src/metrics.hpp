@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace celsius::serving {
@@ -92,12 +93,22 @@ class serving_metrics {
   std::string prometheus_text() const;
 
  private:
+  struct request_cells {
+    counter* count;
+    histogram* latency;
+  };
+  request_cells cells_for(const std::string& model, std::string_view status_name, std::string_view entrypoint);
+  static std::uint64_t next_id();
+
+  const std::uint64_t id_ = next_id();  // per-thread cell caches are keyed by it (never reused)
   family<counter> request_count_;
   family<histogram> request_latency_;
   family<histogram> runtime_latency_;
   family<histogram> input_batch_size_;
   family<histogram> processed_batch_size_;
   family<histogram> padding_size_;
+  histogram* input_batch_size_cell_;
+  histogram* processed_batch_size_cell_;
 };
 
 }  // namespace celsius::serving

@@ -166,8 +166,20 @@ void predictor::stop() {
   if (timer_thread_.joinable()) timer_thread_.join();
 }
 
+status predictor::predict_now(const PredictRequest& request, PredictResponse& response, predict_context context) {
+  const auto started = clock_type::now();
+  status result = run_unbatched(request, response, context);
+  metrics_.request(request.model_spec().name(), code_name(result.error_code()), context.entrypoint,
+                   std::chrono::duration<double, std::micro>(clock_type::now() - started).count());
+  return result;
+}
+
 void predictor::predict(const PredictRequest& request, PredictResponse& response, predict_context context,
                         std::function<void(status)> done) {
+  if (synchronous()) {
+    done(predict_now(request, response, context));
+    return;
+  }
   const auto started = clock_type::now();
   // Every answer is counted (request_count by status, request_latency by entrypoint).
   auto finish = [this, started, entrypoint = context.entrypoint, name = request.model_spec().name(),
@@ -186,26 +198,33 @@ void predictor::predict(const PredictRequest& request, PredictResponse& response
   });
 }
 
+status predictor::run_unbatched(const PredictRequest& request, PredictResponse& response,
+                                const predict_context& context) {
+  servable_handle handle;
+  if (status s = models_.handle(request.model_spec(), handle); !s.ok()) return s;
+  prepared call;
+  if (status s = prepare(*handle, request, response, false, settings_.as_content, call); !s.ok()) return s;
+  std::int64_t timeout_ms = 0;
+  if (context.deadline != clock_type::time_point::max()) {
+    timeout_ms = std::max<std::int64_t>(
+        1, std::chrono::ceil<std::chrono::milliseconds>(context.deadline - clock_type::now()).count());
+  }
+  run_task* task = call.task.get();
+  return run_together(call.target, std::span<run_task* const>(&task, 1), task->rows, timeout_ms, metrics_);
+}
+
 void predictor::run(const PredictRequest& request, PredictResponse& response, predict_context context,
                     const std::function<void(status)>& done) {
+  if (batching_ == nullptr) return done(run_unbatched(request, response, context));
   servable_handle handle;
   if (status s = models_.handle(request.model_spec(), handle); !s.ok()) return done(std::move(s));
   prepared call;
-  if (status s = prepare(*handle, request, response, batching_ != nullptr, settings_.as_content, call); !s.ok()) {
+  if (status s = prepare(*handle, request, response, true, settings_.as_content, call); !s.ok()) {
     return done(std::move(s));
   }
   call.task->owner = handle;
   call.task->deadline = context.deadline;
   call.task->enqueued = clock_type::now();
-  if (batching_ == nullptr) {
-    std::int64_t timeout_ms = 0;
-    if (context.deadline != clock_type::time_point::max()) {
-      timeout_ms = std::max<std::int64_t>(
-          1, std::chrono::ceil<std::chrono::milliseconds>(context.deadline - clock_type::now()).count());
-    }
-    run_task* task = call.task.get();
-    return done(run_together(call.target, std::span<run_task* const>(&task, 1), task->rows, timeout_ms, metrics_));
-  }
   std::shared_ptr<batch_queue> queue;
   {
     std::lock_guard lock(handle->batch_mutex);

@@ -43,6 +43,9 @@ class predictor {
   void predict(const tensorflow::serving::PredictRequest& request, tensorflow::serving::PredictResponse& response,
                predict_context context, std::function<void(status)> done);
   bool synchronous() const { return batching_ == nullptr && settings_.reply_delay.count() == 0; }
+  // The synchronous case without a callback (the common path of both front ends).
+  status predict_now(const tensorflow::serving::PredictRequest& request, tensorflow::serving::PredictResponse& response,
+                     predict_context context);
 
   status metadata(const tensorflow::serving::GetModelMetadataRequest& request,
                   tensorflow::serving::GetModelMetadataResponse& response) const;
@@ -60,6 +63,8 @@ class predictor {
  private:
   void run(const tensorflow::serving::PredictRequest& request, tensorflow::serving::PredictResponse& response,
            predict_context context, const std::function<void(status)>& done);
+  status run_unbatched(const tensorflow::serving::PredictRequest& request,
+                       tensorflow::serving::PredictResponse& response, const predict_context& context);
 
   model_manager& models_;
   batch_scheduler* batching_;

@@ -117,8 +117,8 @@ rest_task<rest_reply> rest_api::handle(std::string_view method, std::string_view
   if (!settings_.prometheus_path.empty() && path == settings_.prometheus_path) {
     co_return rest_reply{200, metrics_.prometheus_text(), "text/plain; version=0.0.4"};
   }
-  const std::string malformed_request = fmt::format("Malformed request: {} {}", method, path);
-  if (!iequal_prefix(path, "/v1/")) co_return rest_reply{404, make_json_error(malformed_request)};
+  const auto malformed_request = [&] { return fmt::format("Malformed request: {} {}", method, path); };
+  if (!iequal_prefix(path, "/v1/")) co_return rest_reply{404, make_json_error(malformed_request())};
   const rest_path_result parsed = parse_rest_path(method, path);
   if (!parsed.error.empty()) co_return error_reply(invalid_argument(parsed.error));
   const rest_path& p = parsed.path;
@@ -130,7 +130,7 @@ rest_task<rest_reply> rest_api::handle(std::string_view method, std::string_view
   } else if (p.matched && method == "GET") {
     co_return p.subresource == "metadata" ? model_metadata(p) : model_status(p);
   }
-  co_return error_reply(invalid_argument(malformed_request));
+  co_return error_reply(invalid_argument(malformed_request()));
 }
 
 rest_task<rest_reply> rest_api::predict(const rest_path& path, std::string_view body) const {
@@ -150,7 +150,7 @@ rest_task<rest_reply> rest_api::predict(const rest_path& path, std::string_view 
   if (settings_.timeout_ms > 0) context.deadline = clock_type::now() + std::chrono::milliseconds(settings_.timeout_ms);
   status result;
   if (predictor_.synchronous()) {
-    predictor_.predict(request, response, context, [&result](status s) { result = std::move(s); });
+    result = predictor_.predict_now(request, response, context);
   } else {
     const rest_executor ex = co_await asio::this_coro::executor;
     result = co_await async_predict(predictor_, request, response, context, ex, use_task);
