@@ -93,6 +93,14 @@ batch_scheduler::batch_scheduler(batching_options options, serving_metrics& metr
 
 batch_scheduler::~batch_scheduler() { stop(); }
 
+void batch_scheduler::flush() {
+  {
+    std::lock_guard lock(mutex_);
+    flushing_ = true;
+  }
+  ready_.notify_all();
+}
+
 void batch_scheduler::stop() {
   {
     std::lock_guard lock(mutex_);
@@ -147,7 +155,7 @@ void batch_scheduler::work() {
     for (auto it = active_.begin(); it != active_.end(); ++it) {
       const auto& front = *(*it)->batches_.front();
       const auto due = front.opened + timeout;
-      if (front.closed || stopping_ || timeout.count() == 0 || now >= due) {
+      if (front.closed || stopping_ || flushing_ || timeout.count() == 0 || now >= due) {
         chosen = *it;
         active_.erase(it);
         break;

@@ -95,6 +95,9 @@ class batch_scheduler {
 
   // Enqueues, or refuses at once (the task's `done` is not called then).
   status schedule(const std::shared_ptr<batch_queue>& queue, std::unique_ptr<run_task> task);
+  // Shutdown begins: batches no longer wait for batch_timeout_micros (requests in flight
+  // finish as soon as a thread is free).
+  void flush();
   // Runs what is queued, then stops the threads; later schedule() calls fail UNAVAILABLE.
   void stop();
 
@@ -110,6 +113,7 @@ class batch_scheduler {
   std::condition_variable ready_;
   std::list<std::shared_ptr<batch_queue>> active_;  // queues with batches, served round-robin
   bool stopping_ = false;
+  bool flushing_ = false;
   std::vector<std::thread> threads_;
 };
 

@@ -195,12 +195,12 @@ int main(int argc, char** argv) {
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   signals.start([&] {
+    models.request_stop();  // wakes a first load that is still waiting or retrying
     {
       std::lock_guard lock(stop_mutex);
       stop_requested = true;
     }
     stop_cv.notify_all();
-    models.request_stop();  // wakes a first load that is still waiting or retrying
   });
 
   // Ports open only once a version is available (as ServerCore::Create waits for it).
@@ -265,7 +265,9 @@ int main(int argc, char** argv) {
     stop_cv.wait(lock, [&] { return stop_requested.load(); });
   }
   // Drain: both front ends stop taking requests and finish those in flight (in parallel,
-  // within drain_grace); batches and delayed answers still run meanwhile; then the rest.
+  // within drain_grace); queued batches run at once and delayed answers still come; then
+  // the rest, in the order that leaves nothing to answer into a destroyed front end.
+  if (scheduler) scheduler->flush();
   std::thread grpc_stop([&] {
     if (grpc) grpc->shutdown(drain_grace);
   });
@@ -273,6 +275,8 @@ int main(int argc, char** argv) {
   grpc_stop.join();
   predict.stop();
   if (scheduler) scheduler->stop();
+  rest.reset();
+  grpc.reset();
   models.stop();
   spdlog::info("Server stopped");
   return 0;

@@ -367,7 +367,7 @@ rest_task<void> rest_server::accept_loop() {
 }
 
 void rest_server::shutdown(std::chrono::milliseconds grace) {
-  if (loops_.empty() || !acceptor_) return;
+  if (stopped_ || !acceptor_) return;
   stopping_ = true;
   asio::post(loops_.front()->ioc, [this] {
     beast::error_code ignored;
@@ -389,8 +389,9 @@ void rest_server::shutdown(std::chrono::milliseconds grace) {
   for (auto& l : loops_) {
     if (l->thread.joinable()) l->thread.join();
   }
-  acceptor_.reset();
-  loops_.clear();
+  // The loops (and what was posted to them) stay until the destructor: a model answer that
+  // arrives after the grace period is posted to a stopped loop, never to a destroyed one.
+  stopped_ = true;
 }
 
 }  // namespace celsius::serving

@@ -110,6 +110,7 @@ class rest_server {
   std::condition_variable drained_;
   std::size_t live_sessions_ = 0;
   std::atomic<bool> stopping_{false};
+  bool stopped_ = false;
   std::vector<std::unique_ptr<loop>> loops_;
   std::unique_ptr<boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, rest_executor>> acceptor_;
   std::size_t next_loop_ = 0;
