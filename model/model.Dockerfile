@@ -1,14 +1,30 @@
 # celsius/model: the exported SavedModel under /models/f2c/<version>/, made by the project's one
-# export command in the model-server image, on a small base. Meant for an init container
-# that copies it where TF Serving reads it:
-#   cp -r /models/f2c /shared/    (then TF Serving: --model_base_path=/shared/f2c)
-# Build context: model/ (after celsius/model-server:${VERSION} was built).
+# export command (python -m celsius_model export, pinned TensorFlow) in a build stage, on a small
+# base. Meant for an init container that copies it where TF Serving (or celsius/model-server)
+# reads it:
+#   cp -r /models/f2c /shared/    (then: --model_base_path=/shared/f2c)
+# Build context: model/.
 #   DOCKER_BUILDKIT=0 docker build -f model/model.Dockerfile -t celsius/model:dev model
-ARG VERSION=dev
 ARG BASE=debian:bookworm-slim
-FROM celsius/model-server:${VERSION} AS export
+
+FROM ${BASE} AS export
+# Optional PEM text of extra CA certificates (corporate proxies; pip uses https); empty does nothing.
+ARG EXTRA_CA_CERTS=""
 ARG MODEL_VERSION=1
-RUN python -m celsius_model export --output /tmp/models/f2c --version "${MODEL_VERSION}"
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
+ && if [ -n "$EXTRA_CA_CERTS" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/extra.crt && update-ca-certificates; \
+    fi
+COPY requirements-runtime.txt /tmp/
+# PIP_CERT: pip uses its own CA bundle unless told to use the system's (with the extras).
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -q -r /tmp/requirements-runtime.txt
+COPY src/ /opt/celsius/
+RUN TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=/opt/celsius /opt/venv/bin/python -m celsius_model export \
+      --output /tmp/models/f2c --version "${MODEL_VERSION}"
 
 FROM ${BASE}
 ARG VERSION=dev

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing (Debian packages, the Python env, vegeta), builds
 # the service, then runs `python -m celsius_loadtest run`: exports the model, starts a model
-# server on loopback (tensorflow_model_server when it is on PATH, else the local stand-in),
+# server on loopback (tensorflow_model_server when it is on PATH, else celsius-model-server),
 # starts the service wired to it over gRPC, runs the Locust scenarios native, model and mixed
 # with identical settings, then the capacity sweep (every configuration under vegeta's
 # open-loop load at fixed rates, service and model server pinned to a CPU each, CPU per
@@ -19,14 +19,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 "$root/scripts/install-deps.sh" bench
 "$root/scripts/install-tools.sh" vegeta >/dev/null
-cd "$root"
-binary=build/release/celsius-server
-if [[ ! -x "$binary" ]] || [[ -n "$(find server/src server/api proto CMakeLists.txt server/CMakeLists.txt -newer "$binary" -print -quit)" ]]; then
-  echo "==> building the service (release preset)"
-  cmake --preset release >/dev/null
-  cmake --build --preset release --target celsius-server
-fi
+# The virtualenv first: celsius-model-server is built against its tensorflow-cpu wheel's C API.
 bin="$("$root/scripts/python-env.sh" "$root/model/requirements.txt" "$root/model/requirements-nodeps.txt" \
   "$root/loadtest/requirements.txt")"
 cd "$root"
+stale() { [[ ! -x "$1" ]] || [[ -n "$(find "${@:2}" CMakeLists.txt proto -newer "$1" -print -quit)" ]]; }
+if stale build/release/celsius-server server/src server/api server/CMakeLists.txt ||
+  stale build/release/celsius-model-server model_server/src model_server/CMakeLists.txt; then
+  echo "==> building the service and the model server (release preset)"
+  cmake --preset release -DCELSIUS_REQUIRE_TENSORFLOW=ON >/dev/null
+  cmake --build --preset release --target celsius-server celsius-model-server
+fi
 CELSIUS_RUN_COMMAND="scripts/run.sh $*" PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg exec "$bin/python" -m celsius_loadtest run "$@"

@@ -2,18 +2,22 @@
 # Runs every test of the project on this machine, installing what is missing first.
 #   scripts/test-all.sh                 every stage (what CI runs: .ci/run)
 #   scripts/test-all.sh cpp python      some stages: cpp, python, charts, images, cluster
-# cpp:    clang-format, release build + ctest (unit, integration with the real model server,
-#         randomized), clang-tidy, OpenAPI contract tests (with a schemathesis run: every check,
-#         25 examples per operation, fixed seed, 15 min deadline), microbenchmark smoke run,
-#         ASan+UBSan build + ctest, bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
-# python: ruff; the SavedModel export and the local model server (real TensorFlow); scripts
-#         that start processes leave none (scripts/tests); the locustfile with real Locust,
-#         the report generator, the sweep's step logic, the whole main job end to end (Locust
-#         scenarios and a short capacity sweep with vegeta).
+# cpp:    clang-format, release build (service and celsius-model-server, whose TensorFlow C API
+#         comes from the tensorflow-cpu wheel installed into .venv first) + ctest (unit,
+#         integration with the real model server, randomized), clang-tidy, OpenAPI contract
+#         tests (with a schemathesis run: every check, 25 examples per operation, fixed seed,
+#         15 min deadline), microbenchmark smoke run, ASan+UBSan build + ctest (the model
+#         server's logic; its integration tests use the release model server:
+#         model_server/README.md), bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
+# python: ruff; the SavedModel export; celsius-model-server against the official TF Serving
+#         client (protocols, versions, batching, payloads; real TensorFlow); scripts that start
+#         processes leave none (scripts/tests); the locustfile with real Locust, the report
+#         generator, the sweep's step logic, the whole main job end to end (Locust scenarios
+#         and a short capacity sweep with vegeta).
 # charts: helm lint --strict, rendered-manifest tests, values schema, kubeconform, kube-score;
 #         actionlint on the GitHub workflow.
 # images: hadolint, every image built with Docker (engine started if needed), containers run
-#         and checked, the compose stack up with the stand-in; image sizes printed.
+#         and checked, the compose stack up with celsius/model-server; image sizes printed.
 # cluster: a real single-node Kubernetes cluster (scripts/cluster.sh; binaries built once per
 #         machine and cached): the cluster itself (DNS, metrics API, no egress, no registry),
 #         then both charts on it (install + helm test, NodePort, HPA under Locust load, upgrade
@@ -42,7 +46,9 @@ fuzz_runs=0
 step "dependencies"
 requirements=("$root/deploy/requirements.txt")
 if [[ " ${stages[*]} " == *" cpp "* || " ${stages[*]} " == *" python "* ]]; then
-  # The C++ toolchain and libraries (Debian 12), and everything the service's tests drive.
+  # The C++ toolchain and libraries (Debian 12), and everything the tests drive; the
+  # tensorflow-cpu wheel (model/requirements.txt) must be in .venv before the C++ build:
+  # celsius-model-server is built against its C API.
   "$root/scripts/install-deps.sh" all
   requirements+=("$root/server/tests/contract/requirements.txt" "$root/model/requirements.txt"
     "$root/model/requirements-nodeps.txt" "$root/loadtest/requirements.txt")
@@ -59,19 +65,22 @@ fi
 
 # Configures, builds and runs ctest for one preset; the model-server tests must not skip.
 build_and_test() {
-  cmake --preset "$1" >/dev/null
+  cmake --preset "$1" -DCELSIUS_REQUIRE_TENSORFLOW=ON >/dev/null
   cmake --build --preset "$1"
   CELSIUS_REQUIRE_MODEL_SERVER=1 ctest --preset "$1" -j2 | tee -a "$log"
 }
 
 release_build() {
   cd "$root"
-  cmake --preset release >/dev/null
+  cmake --preset release -DCELSIUS_REQUIRE_TENSORFLOW=ON >/dev/null
   cmake --build --preset release
 }
 
 # The C++ sources clang-format and clang-tidy check (the CMake project: server/, model_server/).
-cpp_sources() { find server/src server/tests server/bench \( -name '*.cpp' -o -name '*.hpp' \) | sort; }
+cpp_sources() {
+  find server/src server/tests server/bench model_server/src model_server/tests model_server/bench \
+    \( -name '*.cpp' -o -name '*.hpp' \) | sort
+}
 
 stage_cpp() {
   cd "$root"
@@ -83,7 +92,7 @@ stage_cpp() {
   build_and_test release
 
   step "static analysis (clang-tidy, .clang-tidy)"
-  if ! find server/src -name '*.cpp' | sort | xargs -P2 -n4 clang-tidy -p build/release --quiet \
+  if ! find server/src model_server/src -name '*.cpp' | sort | xargs -P2 -n4 clang-tidy -p build/release --quiet \
     --extra-arg=-DBOOST_ASIO_HAS_CO_AWAIT --extra-arg=-DBOOST_ASIO_HAS_STD_COROUTINE >"$log.tidy" 2>&1; then
     grep -v "warnings generated" "$log.tidy"
     exit 1
@@ -117,11 +126,16 @@ stage_python() {
   "$root/scripts/install-tools.sh" vegeta >/dev/null  # the main job's sweep (go install, pinned)
   cd "$root"
   step "Python lint (ruff)"
-  "$bin/ruff" check model loadtest server/tests/contract deploy/tests scripts/tests
+  "$bin/ruff" check model model_server loadtest server/tests/contract deploy/tests scripts/tests
 
-  step "model: SavedModel export and local model server tests (real TensorFlow runtime)"
+  step "model: SavedModel export (real TensorFlow runtime)"
   PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
     "$bin/pytest" -q model/tests | tee -a "$log"
+
+  step "model server: TF Serving's protocols with the official client, versions, batching, payloads"
+  PYTHONPATH="$root/model/src" TF_CPP_MIN_LOG_LEVEL=2 CELSIUS_SERVER_BINARY="$root/build/release/celsius-server" \
+    CELSIUS_MODEL_SERVER_BINARY="$root/build/release/celsius-model-server" \
+    "$bin/pytest" -q -p no:warnings model_server/tests | tee -a "$log"
 
   step "scripts that start processes leave none behind (run briefly; end, SIGINT, SIGTERM)"
   CELSIUS_PYTHON="$bin/python" "$bin/pytest" -q scripts/tests | tee -a "$log"
@@ -147,7 +161,7 @@ stage_images() {
   cd "$root"
   step "images: hadolint and docker build"
   "$root/scripts/build-images.sh"
-  step "images: containers run for real (service, stand-in, model, loadtest, compose)"
+  step "images: containers run for real (service, model server, model, loadtest, compose)"
   "$bin/pytest" -q deploy/tests/test_images.py | tee -a "$log"
 }
 

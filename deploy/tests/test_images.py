@@ -6,6 +6,7 @@ here is removed afterwards."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -15,7 +16,7 @@ import uuid
 
 import pytest
 
-TAG = "dev"
+TAG = os.environ.get("CELSIUS_IMAGE_TAG", "dev")  # scripts/build-images.sh tags the same
 PREFIX = f"celsius-test-{uuid.uuid4().hex[:8]}"
 
 
@@ -56,6 +57,22 @@ def wait_for(url: str, status: int = 200, timeout: float = 120) -> None:
             last = error
         time.sleep(0.3)
     raise AssertionError(f"{url} never answered {status}; last: {last}")
+
+
+def wait_for_model(base: str, timeout: float = 180) -> None:
+    """Until the service's /readyz reports the model available (/readyz is 200 whatever the
+    model server's state; its `model` member follows it: server/README.md)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = http("GET", base + "/readyz", timeout=2)
+            if last[0] == 200 and isinstance(last[1], dict) and last[1].get("model", {}).get("available") is True:
+                return
+        except OSError as error:
+            last = error
+        time.sleep(0.3)
+    raise AssertionError(f"{base}/readyz never reported the model available; last: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -116,22 +133,62 @@ def test_docker_stop_drains_and_exits_zero(cleanup):
     assert '"msg":"shutting down"' in logs and '"signal":"SIGTERM"' in logs
 
 
-def test_server_and_stand_in_on_a_user_network(cleanup):
-    network = f"{PREFIX}-net"
-    docker("network", "create", network)
-    cleanup.append(("network", network))
+@pytest.fixture(scope="module")
+def model_volume(cleanup):
     volume = f"{PREFIX}-models"
     # The model image's default command copies the SavedModel into the shared volume.
     docker("run", "--rm", "-v", f"{volume}:/shared", f"celsius/model:{TAG}", timeout=120)
     cleanup.append(("volume", volume))
-    # TensorFlow needs a writable temporary directory, even with a read-only root filesystem.
-    run(cleanup, f"{PREFIX}-tfs", "--network", network, "--network-alias", "tf-serving", "--read-only", "--tmpfs", "/tmp",
+    return volume
+
+
+def test_model_server_image_is_the_cpp_server_and_tensorflows_c_api_only():
+    image = f"celsius/model-server:{TAG}"
+    listing = docker("run", "--rm", "--entrypoint", "/bin/sh", image, "-c",
+                     "ls /usr/local/lib/tensorflow; command -v python3 python || echo no-python")
+    assert listing.split() == ["libtensorflow_cc.so.2", "libtensorflow_framework.so.2", "no-python"], listing
+    config = json.loads(docker("image", "inspect", image))[0]["Config"]
+    assert config["User"] == "10001:10001"
+    assert {"MODEL_NAME=model", "MODEL_BASE_PATH=/models"} <= set(config["Env"])
+    assert config["ExposedPorts"] == {"8500/tcp": {}, "8501/tcp": {}}
+    version = docker("run", "--rm", image, "--version", timeout=120)
+    assert "TensorFlow ModelServer: celsius-model-server" in version and "TensorFlow Library: 2." in version
+
+
+def test_model_server_read_only_non_root_and_docker_stop_drains(cleanup, model_volume):
+    # The official image's conventions: MODEL_BASE_PATH/MODEL_NAME, REST on 8501. No writable
+    # directory at all: TensorFlow's C API writes nothing when it loads and runs a SavedModel.
+    name = run(cleanup, f"{PREFIX}-ms", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+               "-p", "127.0.0.1::8501", "-v", f"{model_volume}:/shared:ro", "-e", "MODEL_NAME=f2c",
+               "-e", "MODEL_BASE_PATH=/shared", f"celsius/model-server:{TAG}")
+    base = f"http://127.0.0.1:{host_port(name, 8501)}"
+    wait_for(base + "/v1/models/f2c", timeout=180)
+    assert http("GET", base + "/v1/models/f2c")[1]["model_version_status"][0]["state"] == "AVAILABLE"
+    assert http("POST", base + "/v1/models/f2c:predict", {"instances": [212, -40]}) == (
+        200, {"predictions": [100.0, -40.0]})
+    assert docker("exec", name, "id", "-u") == "10001"
+    started = time.monotonic()
+    docker("stop", "-t", "10", name)
+    took = time.monotonic() - started
+    state = inspect(name)["State"]
+    assert state["ExitCode"] == 0, state
+    assert took < 8, f"docker stop took {took:.1f} s"
+    logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, timeout=60)
+    assert "Received signal 15 (SIGTERM)" in logs.stdout + logs.stderr and "Server stopped" in logs.stderr
+
+
+def test_server_and_model_server_on_a_user_network(cleanup, model_volume):
+    network = f"{PREFIX}-net"
+    docker("network", "create", network)
+    cleanup.append(("network", network))
+    volume = model_volume
+    run(cleanup, f"{PREFIX}-tfs", "--network", network, "--network-alias", "tf-serving", "--read-only",
         "-v", f"{volume}:/shared:ro", "-e", "MODEL_NAME=f2c", "-e", "MODEL_BASE_PATH=/shared",
         f"celsius/model-server:{TAG}")
     name = run(cleanup, f"{PREFIX}-server-model", "--network", network, "--read-only", "-p", "127.0.0.1::8000",
                "-e", "CELSIUS_MODEL_SERVER=grpc://tf-serving:8500", f"celsius/server:{TAG}")
     base = f"http://127.0.0.1:{host_port(name, 8000)}"
-    wait_for(base + "/readyz", timeout=180)
+    wait_for_model(base)
     status, body = http("POST", base + "/convert/model", {"fahrenheit": [98.6, 212]})
     assert status == 200, body
     assert body["model"] == {"name": "f2c", "version": "1"}
@@ -162,14 +219,16 @@ def free_port() -> int:
 
 
 def test_compose_stack_with_the_stand_in():
-    """deploy/compose.yaml + the stand-in override, up for real: the model is copied by the
-    model image, the service answers /convert/model from the host, Locust's web UI is up."""
+    """deploy/compose.yaml + the stand-in override (celsius/model-server), up for real: the model
+    is copied by the model image, the service answers /convert/model from the host, Locust's
+    web UI is up."""
     from pathlib import Path
 
     deploy = Path(__file__).resolve().parents[1]
     project = f"{PREFIX}-compose"
     port, web = free_port(), free_port()
-    env = {"CELSIUS_PORT": str(port), "LOCUST_WEB_PORT": str(web), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    env = {"CELSIUS_PORT": str(port), "LOCUST_WEB_PORT": str(web), "CELSIUS_VERSION": TAG,
+           "PATH": "/usr/bin:/bin:/usr/local/bin"}
     # Debian's docker-compose 1.29, or Compose v2 where that is what the machine has.
     base_command = ["docker-compose"] if shutil.which("docker-compose") else ["docker", "compose"]
     compose = [*base_command, "-p", project, "-f", str(deploy / "compose.yaml"), "-f",
@@ -183,10 +242,25 @@ def test_compose_stack_with_the_stand_in():
         up = run_compose("up", "-d", "--scale", "locust-worker=1")
         assert up.returncode == 0, up.stderr
         base = f"http://127.0.0.1:{port}"
-        wait_for(base + "/readyz", timeout=180)
-        status, body = http("POST", base + "/convert/model", {"fahrenheit": 212})
+        wait_for_model(base)
+        # The first model call of a fresh model server can exceed the service's 1 s model
+        # timeout on a busy machine (TensorFlow builds its executor then): retry for a while.
+        deadline = time.monotonic() + 60
+        while True:
+            status, body = http("POST", base + "/convert/model", {"fahrenheit": 212}, timeout=10)
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert status == 200 and body["celsius"] == 100 and body["model"]["name"] == "f2c", body
-        with urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=10) as page:
-            assert page.status == 200 and b"Locust" in page.read()
+        deadline = time.monotonic() + 120
+        while True:  # Locust's web UI comes up on its own schedule
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=10) as page:
+                    assert page.status == 200 and b"Locust" in page.read()
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         run_compose("down", "-v", "--remove-orphans")

@@ -20,9 +20,9 @@
 #          [--binary PATH]
 #   The --batch-* values configure the "+co" services (default: the service's own defaults
 #   when coalescing is on). The model server is PATH, else tensorflow_model_server when on
-#   PATH, else build/release/celsius-model-server when built, else the local stand-in
-#   (python -m celsius_model serve); all take the same flags. --targets measures only some
-#   targets (comma-separated names from the list above; native is always measured);
+#   PATH, else build/release/celsius-model-server (built when missing); all take the same
+#   flags. --targets measures only some targets (comma-separated names from the list above;
+#   native is always measured);
 #   --binary runs another build of celsius-server (default build/release/celsius-server).
 # Needs: wrk, taskset, curl, a release build, the project's .venv (scripts/python-env.sh).
 set -euo pipefail
@@ -48,7 +48,7 @@ done
 for tool in wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh bench" >&2; exit 1; }
 done
-[[ -x "$binary" ]] || (cd "$repo" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
+[[ -x "$binary" && -x "$repo/build/release/celsius-model-server" ]] || (cd "$repo" && cmake --preset release >/dev/null && cmake --build --preset release >/dev/null)
 python="${CELSIUS_PYTHON:-$repo/.venv/bin/python}"
 
 work="$(mktemp -d)"
@@ -65,11 +65,9 @@ if [[ -n "$model_server_path" ]]; then
   model_cmd=("$model_server_path") model_kind="$model_server_path"
 elif command -v tensorflow_model_server >/dev/null; then
   model_cmd=(tensorflow_model_server) model_kind="tensorflow_model_server"
-elif [[ -x "$repo/build/release/celsius-model-server" ]]; then
-  model_cmd=("$repo/build/release/celsius-model-server") model_kind="celsius-model-server"
 else
-  model_cmd=(env PYTHONPATH="$repo/model/src" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m celsius_model serve)
-  model_kind="stand-in (python -m celsius_model serve)"
+  model_cmd=(env TF_CPP_MIN_LOG_LEVEL=2 "$repo/build/release/celsius-model-server" --celsius_bind_address=127.0.0.1)
+  model_kind="celsius-model-server (C++, TensorFlow's C API)"
 fi
 spawn taskset -c 0 "${model_cmd[@]}" --port "$grpc_port" --rest_api_port "$rest_port" --model_name f2c \
   --model_base_path "$work/f2c" >"$work/model.log" 2>&1

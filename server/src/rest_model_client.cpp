@@ -313,7 +313,12 @@ std::string rest_predict_body(std::span<const double> fahrenheit) {
   std::string body = R"({"signature_name":"serving_default","instances":[)";
   for (std::size_t i = 0; i < fahrenheit.size(); ++i) {
     if (i != 0) body += ',';
+    const std::size_t start = body.size();
     append_json_number(body, fahrenheit[i]);
+    // TF Serving reads an integer-looking number above 2^53 as int64 and refuses it for a
+    // DT_DOUBLE input ("Cannot convert JSON value: ... without loss of precision",
+    // util/json_tensor.cc); with ".0" it is read as the double it is.
+    if (body.find_first_of(".e", start) == std::string::npos) body += ".0";
   }
   body += "]}";
   return body;

@@ -3,16 +3,17 @@ numbers, write the report.
 
 1. Exports the model (`python -m celsius_model export`) into a temporary folder.
 2. Starts a model server on loopback (`stack.model_server_command`: tensorflow_model_server when
-   it is on PATH, else the local stand-in; all take the same flags) and celsius-server wired
-   to it over gRPC, and waits until `/readyz` is 200.
+   it is on PATH, else the stand-in celsius-model-server; all take the same flags) and
+   celsius-server wired to it over gRPC (its defaults: request coalescing on), and waits until
+   `/readyz` is 200 and the model is available.
 3. Runs headless Locust scenarios with identical users, spawn rate and duration:
    `native` (POST /convert), `model` (POST /convert/model) and `mixed` (both, equal weight),
    recording the CPU that Locust, the service and the model server used in each.
 4. The capacity sweep (`sweep.py`): each configuration (native; the model path over gRPC and
-   over REST, unbatched; with the model server's batching; with the service's coalescing)
-   with the service and the model server pinned to a CPU each, under vegeta's open-loop load
-   at fixed rates stepped up until errors or latency pass a bound; a closed-loop wrk ceiling
-   per configuration. Configurations this checkout cannot run are named with the reason.
+   over REST, unbatched; with the model server's batching; with the service's request
+   coalescing at its defaults) with the service and the model server pinned to a CPU each,
+   under vegeta's open-loop load at fixed rates stepped up until errors or latency pass a
+   bound; a closed-loop wrk ceiling per configuration. Configurations this checkout cannot run are named with the reason.
 5. Writes RUN_DIR: per scenario Locust's CSV files and HTML report, sweep.json and sweep.csv,
    run.json, report.md and its charts.
 
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="closed-loop wrk run per configuration; 0 skips (default 5)")
     capacity.add_argument("--ceiling-connections", type=int, default=16)
     parser.add_argument("--model-server", default="auto",
-                        help="auto (tensorflow_model_server when on PATH, else the stand-in), stand-in, "
+                        help="auto (tensorflow_model_server when on PATH, else the stand-in celsius-model-server), stand-in, "
                              "tensorflow_model_server, or the path of a binary with tensorflow_model_server's flags")
     parser.add_argument("--port", type=int, default=0, help="service port in the Locust scenarios (default: a free one)")
     parser.add_argument("--binary", default=str(REPO / "build" / "release" / "celsius-server"))

@@ -3,13 +3,14 @@ pinned to CPUs, measured and stopped.
 
 The model server is launched in one place, `start_model_server`, from a `ModelServerCommand`
 chosen in one place, `model_server_command`: `tensorflow_model_server` when it is on PATH,
-else the local stand-in (`python -m celsius_model serve`), or any binary given by path that
+else the stand-in `celsius-model-server` (C++, build/release/), or any binary given by path that
 takes tensorflow_model_server's flags (`--port --rest_api_port --model_name
 --model_base_path`, and for batching `--enable_batching --batching_parameters_file`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -207,9 +208,13 @@ def model_server_command(choice: str, python: str) -> ModelServerCommand:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise RuntimeError(f"--model-server {choice}: not an executable file")
         return _binary(str(path.resolve()), repo_relative(path))
-    env = {"PYTHONPATH": str(REPO / "model" / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return ModelServerCommand([python, "-m", "celsius_model", "serve"],
-                              "stand-in (python -m celsius_model serve, real TensorFlow)", env)
+    binary = Path(os.environ.get("CELSIUS_MODEL_SERVER_BINARY", REPO / "build" / "release" / "celsius-model-server"))
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise RuntimeError(f"{repo_relative(binary)} is not built (cmake --preset release && "
+                           "cmake --build --preset release --target celsius-model-server)")
+    command = _binary(str(binary), "stand-in celsius-model-server")
+    return ModelServerCommand([*command.argv, "--celsius_bind_address=127.0.0.1"], command.description,
+                              {"TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def _binary(path: str, name: str) -> ModelServerCommand:
@@ -263,7 +268,9 @@ class Service:
 def start_service(stack: Stack, binary: Path, model_server_url: str, log_path: Path, log_level: str,
                   threads: int | None = None, flags: tuple[str, ...] = (), cpu: int | None = None,
                   port: int = 0) -> Service:
-    """Starts celsius-server on loopback wired to `model_server_url` and waits until /readyz is 200."""
+    """Starts celsius-server on loopback wired to `model_server_url` and waits until /readyz is 200
+    and reports the model available (`"model":{"available":true}`: /readyz itself does not follow
+    the model server, server/README.md)."""
     port = port or free_port()
     argv = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level,
             "--model-server", model_server_url, *flags]
@@ -271,5 +278,15 @@ def start_service(stack: Stack, binary: Path, model_server_url: str, log_path: P
         argv += ["--threads", str(threads)]
     proc = stack.start("celsius-server", argv, log_path, cpu=cpu)
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_get(base + "/readyz")[0] == 200, 60, "celsius-server /readyz", proc, log_path)
+    wait_until(lambda: _model_ready(base), 60, "celsius-server /readyz with the model available", proc, log_path)
     return Service(proc, base)
+
+
+def _model_ready(base: str) -> bool:
+    status, body = http_get(base + "/readyz")
+    if status != 200:
+        return False
+    try:
+        return json.loads(body).get("model", {}).get("available") is True
+    except (ValueError, AttributeError):
+        return False

@@ -13,9 +13,10 @@ CPU is measured too). CPU per request of each process at each step comes from
 /proc/<pid>/stat (service, model server) and the generator's rusage (wait4).
 
 Configurations (`CONFIGURATIONS`), each skipped with its reason when this checkout cannot run
-it: native (POST /convert); the model path unbatched over gRPC and over REST; with the model
+it: native (POST /convert); the model path unbatched (the service's coalescing off) over gRPC
+and over REST; with the model
 server's batching (`--enable_batching --batching_parameters_file`, TF Serving's flags: needs a
-model server whose --help lists them); with the service's coalescing
+model server whose --help lists them); with the service's request coalescing at its defaults
 (`--model-batch-max-values/-timeout-us/-max-inflight`: needs a celsius-server whose --help
 lists them).
 """
@@ -65,8 +66,11 @@ batch_timeout_micros { value: 1000 }
 max_enqueued_batches { value: 1000000 }
 num_batch_threads { value: 1 }
 """
-# The service's coalescing, sized like the model server's batching above.
-COALESCING_FLAGS = ("--model-batch-max-values", "128", "--model-batch-timeout-us", "1000",
+# The service's request coalescing is on by default (server/README.md, "Request coalescing"):
+# the unbatched configurations turn it off; the coalescing one names the defaults, so the run
+# records them (256 values per Predict call, no added wait, 2 merged calls in flight).
+NO_COALESCING_FLAGS = ("--model-batch-max-values", "0")
+COALESCING_FLAGS = ("--model-batch-max-values", "256", "--model-batch-timeout-us", "0",
                     "--model-batch-max-inflight", "2")
 BATCHING_FLAGS = ("--enable_batching", "--batching_parameters_file")
 
@@ -83,10 +87,12 @@ class Configuration:
 
 CONFIGURATIONS = (
     Configuration("native", "native (POST /convert)", "/convert", "grpc"),
-    Configuration("model-grpc", "model, gRPC, unbatched", "/convert/model", "grpc"),
-    Configuration("model-rest", "model, REST, unbatched", "/convert/model", "rest"),
+    Configuration("model-grpc", "model, gRPC, unbatched", "/convert/model", "grpc",
+                  service_flags=NO_COALESCING_FLAGS),
+    Configuration("model-rest", "model, REST, unbatched", "/convert/model", "rest",
+                  service_flags=NO_COALESCING_FLAGS),
     Configuration("model-server-batching", "model, gRPC, model server batching", "/convert/model", "grpc",
-                  model_server_batching=True),
+                  model_server_batching=True, service_flags=NO_COALESCING_FLAGS),
     Configuration("service-coalescing", "model, gRPC, service coalescing", "/convert/model", "grpc",
                   service_flags=COALESCING_FLAGS),
 )

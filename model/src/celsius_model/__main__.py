@@ -1,6 +1,6 @@
 """Command line:
-  python -m celsius_model export --output DIR [--version N]
-  python -m celsius_model serve --port 8500 --rest_api_port 8501 --model_name f2c --model_base_path DIR
+  python -m celsius_model export --output DIR [--version N] [--overwrite]
+(The model is served by celsius-model-server, model_server/, or tensorflow_model_server.)
 """
 
 from __future__ import annotations
@@ -17,15 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     export_cmd.add_argument("--output", required=True, help="model base path (TF Serving's --model_base_path)")
     export_cmd.add_argument("--version", type=int, default=1, help="numeric version folder (default 1)")
     export_cmd.add_argument("--overwrite", action="store_true", help="replace an existing version")
-    commands.add_parser("serve", help="serve a model with TF Serving's REST and gRPC protocols (see serve --help)",
-                        add_help=False)
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from celsius_model.serve import serve
-
-        return serve(argv[1:])
-    args = parser.parse_args(argv)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
     from celsius_model.export import export

@@ -81,18 +81,22 @@ def server():
     assert service.stop() == 0
 
 
+MODEL_SERVER = os.environ.get("CELSIUS_MODEL_SERVER_BINARY", str(REPO / "build" / "release" / "celsius-model-server"))
+
+
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory):
-    """The local TF Serving stand-in (real TensorFlow) with the exported model; its gRPC port."""
+    """celsius-model-server (TF Serving's protocols, real TensorFlow) with the exported model;
+    its gRPC port."""
     env = {"PYTHONPATH": str(REPO / "model" / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     base = tmp_path_factory.mktemp("model") / "f2c"
     subprocess.run([sys.executable, "-m", "celsius_model", "export", "--output", str(base)], check=True,
                    env={**os.environ, **env}, capture_output=True)
-    stand_in = Process([sys.executable, "-m", "celsius_model", "serve", "--port", "0", "--celsius_free_ports",
-                        "--model_name", "f2c", "--model_base_path", str(base)],
-                       r"Running gRPC ModelServer at [\d.]+:(\d+)", env)
-    yield stand_in.port
-    assert stand_in.stop() == 0
+    model = Process([MODEL_SERVER, "--port", "0", "--celsius_free_ports", "--celsius_bind_address", "127.0.0.1",
+                     "--model_name", "f2c", "--model_base_path", str(base)],
+                    r"Running gRPC ModelServer at [\d.]+:(\d+)", env)
+    yield model.port
+    assert model.stop() == 0
 
 
 def wait_model_state(port: int, available: bool, timeout: float = 60) -> None:

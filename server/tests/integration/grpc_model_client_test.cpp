@@ -114,7 +114,7 @@ TEST_F(grpc_client, model_server_errors_carry_its_message) {
   EXPECT_NE(std::get<model_error>(result).message.find("Servable not found"), std::string::npos);
   const auto status = status_sync(client(unknown));
   EXPECT_FALSE(status.available);
-  EXPECT_NE(status.detail.find("Servable not found"), std::string::npos);
+  EXPECT_NE(status.detail.find("Could not find any versions of model nope"), std::string::npos) << status.detail;
 
   grpc_model_options wrong_version;
   wrong_version.model_version = 2;

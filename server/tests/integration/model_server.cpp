@@ -13,7 +13,13 @@ namespace celsius::test {
 
 namespace fs = std::filesystem;
 
+std::string model_server_binary() {
+  if (const char* p = std::getenv("CELSIUS_MODEL_SERVER_BINARY"); p != nullptr && *p != '\0') return p;
+  return CELSIUS_MODEL_SERVER_BINARY;
+}
+
 std::string project_python() {
+  if (!fs::exists(model_server_binary())) return {};
   if (const char* p = std::getenv("CELSIUS_PYTHON")) return p;
   const fs::path venv = fs::path(CELSIUS_REPO_ROOT) / ".venv" / "bin" / "python";
   return fs::exists(venv) ? venv.string() : std::string();
@@ -46,13 +52,12 @@ std::string exported_model() {
 }
 
 std::unique_ptr<server_process> start_model_server(std::vector<std::string> extra_args) {
-  std::vector<std::string> argv{
-      project_python(),  "-m", "celsius_model",        "serve",        "--port", "0",
-      "--rest_api_port", "0",  "--celsius_free_ports", "--model_name", "f2c",    "--model_base_path",
-      exported_model()};
+  std::vector<std::string> argv{model_server_binary(), "--port", "0", "--rest_api_port", "0"};
+  argv.insert(argv.end(), {"--celsius_free_ports", "--celsius_bind_address", "127.0.0.1"});
+  argv.insert(argv.end(), {"--model_name", "f2c", "--model_base_path", exported_model()});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   return std::make_unique<server_process>(server_process::launch{
-      std::move(argv), R"(Exporting HTTP/REST API at:localhost:(\d+))", {python_path_env(), "TF_CPP_MIN_LOG_LEVEL=2"}});
+      std::move(argv), R"(Exporting HTTP/REST API at:localhost:(\d+))", {"TF_CPP_MIN_LOG_LEVEL=2"}});
 }
 
 std::uint16_t grpc_port_of(const server_process& model_server) {

@@ -65,6 +65,9 @@ TEST(rest_predictions, request_body_round_trips_every_double) {
   const std::vector<double> in = {98.6, -459.67, -0.0, 5e-324, 1.7976931348623157e308};
   EXPECT_EQ(rest_predict_body(in),
             R"({"signature_name":"serving_default","instances":[98.6,-459.67,-0.0,5e-324,1.7976931348623157e+308]})");
+  const double whole[] = {32, 1475042061262187776.0};
+  EXPECT_EQ(rest_predict_body(whole),
+            R"({"signature_name":"serving_default","instances":[32.0,1475042061262187776.0]})");
 }
 
 TEST(rest_status, finds_the_newest_available_version) {

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "predictor.hpp"
+#include "status.hpp"
+
+namespace celsius::serving {
+
+// "key=value,key=value" into gRPC channel arguments, the way TF Serving's server.cc reads
+// --grpc_channel_arguments: a value that parses as a 32-bit integer is passed as an int,
+// anything else as a string. An entry without '=' is an error.
+struct channel_argument {
+  std::string key;
+  std::string value;
+  bool is_int = false;
+  int int_value = 0;
+};
+bool parse_channel_arguments(const std::string& text, std::vector<channel_argument>& out, std::string& error);
+
+struct grpc_settings {
+  std::string address;      // "0.0.0.0:8500"
+  std::string socket_path;  // also listen on unix:<path> when set
+  std::vector<channel_argument> channel_arguments;
+  int max_threads = 0;
+  bool health_service = false;  // grpc.health.v1 (--enable_grpc_healthcheck_service)
+  bool malformed_replies = false;
+};
+
+// PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus) with gRPC's
+// callback API; no receive or send size limit (TF Serving: SetMaxMessageSize(INT_MAX)); the
+// call's deadline becomes the model run's timeout.
+class grpc_front {
+ public:
+  grpc_front(predictor& p, grpc_settings s);
+  ~grpc_front();
+  grpc_front(const grpc_front&) = delete;
+  grpc_front& operator=(const grpc_front&) = delete;
+
+  // The bound TCP port (0 when binding failed); `error` set on failure.
+  int start(std::string& error);
+  // Health NOT_SERVING, no new calls, calls in flight finish within `grace`, then cancelled.
+  void shutdown(std::chrono::milliseconds grace);
+
+ private:
+  class prediction_service;
+  class model_service;
+  predictor& predictor_;
+  grpc_settings settings_;
+  std::unique_ptr<prediction_service> prediction_;
+  std::unique_ptr<model_service> model_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace celsius::serving
