@@ -23,6 +23,8 @@ Answers (cumulative counters per replica, summed over /convert and /convert/mode
   D 0 -> 300: of 2,100: 47.6, 28.6, 9.5, 14.3 %.
 Locust counted 4,000, 3,003 (3 connections reset: no answer) and 2,100 requests.
 A's rate in native between t = 25 and 40: (2,010 - 1,010) / 15 s = 66.7 answers/s.
+Locust's history: a row every 5 s, its total growing by 333 a row in native: over 3 rows (15 s)
+999 / 15 = 66.6 req/s.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from celsius_loadtest.report import (
     SECTIONS,
     answer_shares,
     load_run,
+    locust_rate,
     render_markdown,
     replica_rates,
     scaling_summary,
@@ -77,6 +80,13 @@ def test_replica_rates_from_counter_differences(run_dir):
     assert a[30] == pytest.approx(1000 / 15)
     assert list(rates[B]["seconds"]) == [45, 60]  # B first seen at 40: no rate before its second sample
     assert list(rates[B]["rps"]) == pytest.approx([500 / 15, 500 / 15])
+
+
+def test_locust_rate_from_its_request_total(run_dir):
+    history = load_run(run_dir).scenario("native").history
+    rate = locust_rate(history)
+    assert list(rate["timestamp"]) == list(history["timestamp"])[3:]
+    assert list(rate["rps"]) == pytest.approx([66.6] * (len(history) - 3))
 
 
 def test_scaling_summary(run_dir):

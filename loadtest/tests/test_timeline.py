@@ -140,13 +140,19 @@ def test_selectors_with_expressions():
     assert workload_samples(s, "x", 0, 0)[0].pods == 3
 
 
-def test_answer_samples_per_replica_and_route():
-    rows = answer_samples(snapshot(**{"celsius-5c8b7-aaaaa": metrics_text(),
-                                      "celsius-5c8b7-bbbbb": metrics_text(OTHER_APP_ID, convert=100, model=40),
-                                      "celsius-5c8b7-ccccc": "upstream connect error"}), "mixed", 5, 5)
-    assert [(r.pod, r.app_id, r.route, r.answers) for r in rows] == [
-        ("celsius-5c8b7-aaaaa", REAL_APP_ID, "/convert", 8), ("celsius-5c8b7-aaaaa", REAL_APP_ID, "/convert/model", 2),
-        ("celsius-5c8b7-bbbbb", OTHER_APP_ID, "/convert", 101), ("celsius-5c8b7-bbbbb", OTHER_APP_ID, "/convert/model", 40)]
+def test_answer_samples_per_replica_and_route_at_the_time_each_was_read():
+    s = snapshot(**{"celsius-5c8b7-aaaaa": metrics_text(),
+                    "celsius-5c8b7-bbbbb": metrics_text(OTHER_APP_ID, convert=100, model=40),
+                    "celsius-5c8b7-ccccc": "upstream connect error"})
+    s.service_metrics_at = {"celsius-5c8b7-aaaaa": 1000.5, "celsius-5c8b7-bbbbb": 1001.25}
+    rows = answer_samples(s, "mixed", 20.0, 1002.0)  # the sample ended at 1002 (t = 20 s)
+    assert [(r.phase, r.t_s, r.time, r.pod, r.app_id, r.route, r.answers) for r in rows] == [
+        ("mixed", 18.5, 1000.5, "celsius-5c8b7-aaaaa", REAL_APP_ID, "/convert", 8),
+        ("mixed", 18.5, 1000.5, "celsius-5c8b7-aaaaa", REAL_APP_ID, "/convert/model", 2),
+        ("mixed", 19.2, 1001.25, "celsius-5c8b7-bbbbb", OTHER_APP_ID, "/convert", 101),
+        ("mixed", 19.2, 1001.25, "celsius-5c8b7-bbbbb", OTHER_APP_ID, "/convert/model", 40)]
+    s.service_metrics_at = {}  # no time of its own: the sample's
+    assert {(r.t_s, r.time) for r in answer_samples(s, "mixed", 20.0, 1002.0)} == {(20.0, 1002.0)}
 
 
 class Script:

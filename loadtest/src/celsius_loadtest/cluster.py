@@ -100,9 +100,9 @@ def service_info(kube: Kube, namespace: str) -> dict:
     return json.loads(kube.pod_get(namespace, pod, 8000, "/"))
 
 
-def images(kube: Kube, namespace: str) -> list[str]:
-    return sorted({c["image"] for p in kube.json("-n", namespace, "get", "pods")["items"]
-                   for c in p["spec"]["containers"]})
+def images(kube: Kube, namespace: str) -> set[str]:
+    """The images of the pods running in the namespace now."""
+    return {c["image"] for p in kube.json("-n", namespace, "get", "pods")["items"] for c in p["spec"]["containers"]}
 
 
 def wait_settled(kube: Kube, namespace: str, timeout: float) -> float:
@@ -137,8 +137,7 @@ def progress_line(timeline: Timeline) -> str:
     return "; ".join(parts)
 
 
-def run_scenario(kube: Kube, args: argparse.Namespace, scenario: str, timeline: Timeline, out: Path,
-                 jobs: list[LocustJob]) -> dict:
+def run_scenario(kube: Kube, args: argparse.Namespace, scenario: str, timeline: Timeline, out: Path) -> dict:
     """One scenario as a headless locust release; its files copied to `out`; figures for run.json."""
     tags = SCENARIOS[scenario] or ""
     seconds = args.duration
@@ -150,7 +149,6 @@ def run_scenario(kube: Kube, args: argparse.Namespace, scenario: str, timeline: 
     job = LocustJob(kube, args.namespace, locust_release(scenario), tags=tags, users=args.users,
                     spawn_rate=args.spawn_rate, run_time=f"{seconds}s", workers=args.workers,
                     sets=tuple(args.locust_set), expect_workers_wait_s=args.workers_wait)
-    jobs.append(job)
     deadline = time.monotonic() + seconds + args.workers_wait + 300
     last_print = time.monotonic()
     while True:
@@ -169,24 +167,29 @@ def run_scenario(kube: Kube, args: argparse.Namespace, scenario: str, timeline: 
         raise RuntimeError(f"Locust scenario {scenario} made no request:\n{text[-3000:]}")
     pod = job.master_pod()
     job.copy_results(pod, out, scenario)
+    used = images(kube, args.namespace)  # Locust's too, before its release goes
     job.uninstall()
-    jobs.remove(job)
     summary = (out / f"{scenario}_stats.csv").read_text()
     aggregated = [line.split(",") for line in summary.splitlines() if ",Aggregated," in line]
     if aggregated:
         print(f"    {scenario}: {aggregated[0][2]} requests, {aggregated[0][3]} failures; {progress_line(timeline)}",
               flush=True)
     return {"release": locust_release(scenario), "values": job.values, "started": round(started, 3),
-            "ended": round(ended, 3), "wall_s": round(ended - started, 1)}
+            "ended": round(ended, 3), "wall_s": round(ended - started, 1), "images": sorted(used)}
 
 
-def uninstall_everything(kube: Kube, namespace: str, jobs: list[LocustJob], created_namespace: bool) -> None:
-    """Every Locust release still installed, the celsius release, the namespace if created here."""
-    for job in list(jobs):
-        log(f"uninstalling {job.release}")
-        job.uninstall()
-    log(f"uninstalling {RELEASE}")
-    kube.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "3m", check=False)
+def ours(release: str) -> bool:
+    """A release this job installs: the celsius release or a scenario's Locust release."""
+    return release == RELEASE or release.startswith("locust-")
+
+
+def uninstall_everything(kube: Kube, namespace: str, created_namespace: bool) -> None:
+    """Every release of this job in the namespace (Locust's first; in any state, so also one whose
+    install was interrupted), then the namespace if this job created it."""
+    listed = kube.helm("list", "-n", namespace, "-a", "-q", check=False).stdout.split()
+    for release in sorted((r for r in listed if ours(r)), key=lambda r: r == RELEASE):
+        log(f"uninstalling {release}")
+        kube.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "3m", check=False)
     if created_namespace:
         log(f"deleting namespace {namespace}")
         kube.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=180s",
@@ -206,14 +209,13 @@ def run(args: argparse.Namespace) -> Path:
     if created_namespace:
         kube.kubectl("create", "namespace", ns)
     out.mkdir(parents=True, exist_ok=True)
-    jobs: list[LocustJob] = []
     timeline: Timeline | None = None
     try:
         # What an earlier run that was killed (SIGKILL) left: this job's own releases only.
-        for leftover in json.loads(kube.helm("list", "-n", ns, "-a", "-o", "json").stdout):
-            if leftover["name"] == RELEASE or leftover["name"].startswith("locust-"):
-                log(f"removing {leftover['name']} left in {ns} by an earlier run")
-                kube.helm("uninstall", leftover["name"], "-n", ns, "--wait", "--timeout", "3m", check=False)
+        for leftover in kube.helm("list", "-n", ns, "-a", "-q").stdout.split():
+            if ours(leftover):
+                log(f"removing {leftover}, left in {ns} by an earlier run")
+                kube.helm("uninstall", leftover, "-n", ns, "--wait", "--timeout", "3m", check=False)
         celsius_sets = [*args.celsius_set]
         log(f"helm install {RELEASE} deploy/charts/celsius --wait" + "".join(f" --set {s}" for s in celsius_sets))
         install_started = time.monotonic()
@@ -229,7 +231,7 @@ def run(args: argparse.Namespace) -> Path:
             if args.settle:
                 timeline.set_phase("settle")
                 settled[scenario] = round(wait_settled(kube, ns, args.settle), 1)
-            windows[scenario] = run_scenario(kube, args, scenario, timeline, out, jobs)
+            windows[scenario] = run_scenario(kube, args, scenario, timeline, out)
         timeline.set_phase("after")
         timeline.sample()
         meta = {
@@ -244,7 +246,7 @@ def run(args: argparse.Namespace) -> Path:
                 "locust_workers": args.workers,
                 "charts": release_charts(kube, ns),
                 "hpas": hpas(kube, ns),
-                "images": images(kube, ns),
+                "images": sorted({i for w in windows.values() for i in w["images"]}),
                 "install_s": round(installed_s, 1),
                 "sample_seconds": args.sample_seconds,
                 "settle_s": settled or None,
@@ -268,7 +270,7 @@ def run(args: argparse.Namespace) -> Path:
             if timeline is not None:
                 timeline.stop()
                 timeline.write(out)
-            uninstall_everything(kube, ns, jobs, created_namespace)
+            uninstall_everything(kube, ns, created_namespace)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)

@@ -198,6 +198,9 @@ class Snapshot:
     nodes: list[dict] = field(default_factory=list)
     node_metrics: list[dict] | None = None
     service_metrics: dict[str, str] = field(default_factory=dict)  # pod name -> its /metrics text
+    # pod name -> Unix time its /metrics was read (the middle of the request): a sample's reads
+    # take a while, and answers per second need the counters' own times
+    service_metrics_at: dict[str, float] = field(default_factory=dict)
 
 
 def _live(pod: dict) -> bool:
@@ -273,7 +276,8 @@ def answer_samples(snapshot: Snapshot, phase: str, t_s: float, now: float) -> li
         counters = parse_service_metrics(text)
         if counters is None:
             continue
-        rows += [AnswerSample(phase, round(t_s, 1), round(now, 3), pod, counters.app_id, route, n)
+        at = snapshot.service_metrics_at.get(pod, now)
+        rows += [AnswerSample(phase, round(t_s + at - now, 1), round(at, 3), pod, counters.app_id, route, n)
                  for route, n in counters.answers.items()]
     return rows
 
@@ -291,27 +295,28 @@ class ClusterSource:
 
     def __call__(self) -> Snapshot:
         ns = self.namespace
-        listed = self.kube.json("-n", ns, "get", "deployments,jobs,hpa,pods", timeout=60)["items"]
-        nodes = self.kube.json("get", "nodes", timeout=60)["items"]
+        listed = self.kube.json("-n", ns, "get", "deployments,jobs,hpa,pods,nodes", timeout=60)["items"]
         try:
             pod_metrics = json.loads(self.kube.raw(f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods"))["items"]
             node_metrics = json.loads(self.kube.raw("/apis/metrics.k8s.io/v1beta1/nodes"))["items"]
         except (CommandError, ValueError, subprocess.TimeoutExpired):
             pod_metrics = node_metrics = None
         pods = [i for i in listed if i["kind"] == "Pod"]
-        service_metrics = {}
+        service_metrics, service_metrics_at = {}, {}
         selector = dict(part.split("=", 1) for part in self.service_selector.split(","))
         for pod in pods:
+            name = pod["metadata"]["name"]
             if _live(pod) and pod.get("status", {}).get("podIP") and _selects({"matchLabels": selector},
                                                                               pod["metadata"].get("labels") or {}):
+                before = time.time()
                 try:
-                    service_metrics[pod["metadata"]["name"]] = self.kube.pod_get(
-                        ns, pod["metadata"]["name"], self.service_port, "/metrics", timeout=10)
+                    service_metrics[name] = self.kube.pod_get(ns, name, self.service_port, "/metrics", timeout=10)
                 except (CommandError, subprocess.TimeoutExpired):
-                    pass  # not serving yet, or gone: its last counters are in earlier samples
+                    continue  # not serving yet, or gone: its last counters are in earlier samples
+                service_metrics_at[name] = (before + time.time()) / 2
         return Snapshot([i for i in listed if i["kind"] in ("Deployment", "Job")],
-                        [i for i in listed if i["kind"] == "HorizontalPodAutoscaler"], pods, pod_metrics, nodes,
-                        node_metrics, service_metrics)
+                        [i for i in listed if i["kind"] == "HorizontalPodAutoscaler"], pods, pod_metrics,
+                        [i for i in listed if i["kind"] == "Node"], node_metrics, service_metrics, service_metrics_at)
 
 
 class Timeline:

@@ -43,8 +43,10 @@ STATS_COLUMNS = {
 }
 HISTORY_COLUMNS = {
     "Timestamp": "timestamp", "User Count": "users", "Name": "name", "Requests/s": "rps",
-    "Failures/s": "fps", "50%": "p50_ms", "95%": "p95_ms", "99%": "p99_ms",
+    "Failures/s": "fps", "50%": "p50_ms", "95%": "p95_ms", "99%": "p99_ms", "Total Request Count": "total_requests",
 }
+# Locust's workers report to the master every 3 s (locust/runners.py, WORKER_REPORT_INTERVAL).
+WORKER_REPORT_S = 3
 
 
 # ---------------------------------------------------------------- Markdown safety
@@ -389,6 +391,17 @@ def replica_colors(run: Run) -> dict[str, str]:
     C0 and C1 stay for the Deployments."""
     order = list(dict.fromkeys(replica_totals(run.answers)["app_id"]))
     return {str(app_id): f"C{2 + i % 8}" for i, app_id in enumerate(order)}
+
+
+def locust_rate(history: pd.DataFrame, window: int = WORKER_REPORT_S) -> pd.DataFrame:
+    """Locust's requests per second from its running request total, over `window` seconds
+    (`timestamp`, `rps`). In a distributed run the master's own `Requests/s` column lags: it
+    only knows of requests once a worker reported them, every 3 s; the total does not lag."""
+    if history.empty or "total_requests" not in history:
+        return pd.DataFrame(columns=["timestamp", "rps"])
+    rows = history.sort_values("timestamp")
+    rate = rows["total_requests"].diff(window) / rows["timestamp"].diff(window)
+    return pd.DataFrame({"timestamp": rows["timestamp"], "rps": rate}).dropna()
 
 
 def deployments(run: Run) -> list[str]:
@@ -800,9 +813,10 @@ def section_answer_spread(run: Run, charts: set) -> list[str]:
         locust = s.aggregated.get("requests") if s else None
         replicas = int((shares.loc[shares["phase"] == phase, "answers"] > 0).sum())
         lines.append(f"- `{md_text(phase)}`: {_fmt(counted)} answers counted by {replicas} "
-                     f"replica{'s' if replicas != 1 else ''}; Locust counted {_fmt(locust)} requests "
-                     "(a failed connection is a request without an answer).")
-    lines.append("")
+                     f"replica{'s' if replicas != 1 else ''}; Locust counted {_fmt(locust)} requests.")
+    lines += ["", "(The two counts differ by requests in flight when Locust stopped its users, answered but not "
+              "counted by Locust, and by requests that got no answer, a refused or reset connection, counted by "
+              "Locust only.)", ""]
     if "answer_spread.png" in charts:
         lines += ["![share of answers per replica, per scenario](answer_spread.png)", ""]
     return lines
@@ -971,9 +985,11 @@ def chart_cluster_timeline(run: Run) -> str | None:
         top, bottom = axes[0][col], axes[1][col]
         start = phase_start(run, phase)
         s = run.scenario(phase)
-        if s is not None and not s.history.empty and start is not None:
-            top.plot(s.history["timestamp"] - start, s.history["rps"], color="black", lw=1.6, label="Locust req/s")
-            top_max = max(top_max, float(s.history["rps"].max()))
+        locust = locust_rate(s.history) if s is not None else pd.DataFrame()
+        if not locust.empty and start is not None:
+            top.plot(locust["timestamp"] - start, locust["rps"], color="black", lw=1.6,
+                     label=f"Locust req/s ({WORKER_REPORT_S} s window)")
+            top_max = max(top_max, float(locust["rps"].max()))
         for app_id, rates in replica_rates(run, phase):
             top.plot(rates["seconds"], rates["rps"], lw=1, ls="-", marker=".", ms=3, color=replica_color[app_id],
                      label=f"replica {_short(app_id)}")
@@ -986,7 +1002,10 @@ def chart_cluster_timeline(run: Run) -> str | None:
             if d.empty:
                 continue
             t = d["time"] - start
-            pods_axis.step(t, d["pods"], where="post", color=colors[name], ls="--", lw=1.4, label=f"{name} pods")
+            # The first Deployment's line wide and pale, the others narrow on top: equal counts stay visible.
+            first = name == names[0]
+            pods_axis.step(t, d["pods"], where="post", color=colors[name], ls="-" if first else "--",
+                           lw=4 if first else 1.4, alpha=0.45 if first else 1, label=f"{name} pods")
             bottom.plot(t, _utilisation(d), color=colors[name], lw=1.4, label=f"{name} (computed)")
             hpa = d["hpa_utilisation_pct"].notna()
             if hpa.any():
@@ -1002,7 +1021,7 @@ def chart_cluster_timeline(run: Run) -> str | None:
         pods_axis.set_ylim(0, most + 1)
         pods_axis.set_yticks(range(0, most + 2))
         if col == len(phases) - 1:
-            pods_axis.set_ylabel("pods (dashed)")
+            pods_axis.set_ylabel("pods (steps)")
         top.set_title(f"{phase}")
         bottom.set_xlabel("seconds since the scenario's start")
         handles, labels = top.get_legend_handles_labels()
