@@ -162,6 +162,15 @@ def test_report_sections_and_charts_of_a_cluster_run(run_dir):
     assert "`model`: 3,000 answers counted by 3 replicas; Locust counted 3,003 requests" in spread
 
 
+def test_locusts_own_cpu_from_its_pods(run_dir):
+    report = render_markdown(load_run(run_dir), [])
+    limits = section(report, "What Locust can and cannot measure here")
+    # One Job sample in native: locust-native-worker at 180.5 m.
+    assert ("- `native`: Locust drove 67 req/s on `/convert`; its pods (master and workers) used at most 0.18 CPU "
+            "cores (metrics API).") in limits
+    assert "- `model`: Locust drove 50 req/s on `/convert/model`." in limits
+
+
 def test_a_local_run_has_no_cluster_sections(tmp_path):
     target = tmp_path / "local"
     shutil.copytree(LOCAL_FIXTURE, target)

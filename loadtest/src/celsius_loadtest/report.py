@@ -404,6 +404,17 @@ def locust_rate(history: pd.DataFrame, window: int = WORKER_REPORT_S) -> pd.Data
     return pd.DataFrame({"timestamp": rows["timestamp"], "rps": rate}).dropna()
 
 
+def locust_cores(run: Run, scenario: str) -> float | None:
+    """Cluster runs: the most CPU (cores) the scenario's Locust pods (its release's Jobs) used in
+    one sample, from timeline.csv; None without figures."""
+    if run.timeline.empty:
+        return None
+    rows = run.timeline[(run.timeline["phase"] == scenario) & (run.timeline["kind"] == "Job")
+                        & run.timeline["name"].astype(str).str.startswith(f"locust-{scenario}-")]
+    per_sample = rows.dropna(subset=["cpu_m"]).groupby("time")["cpu_m"].sum()
+    return float(per_sample.max()) / 1000 if not per_sample.empty else None
+
+
 def deployments(run: Run) -> list[str]:
     if run.timeline.empty:
         return []
@@ -673,6 +684,9 @@ def section_locust_limits(run: Run, charts: set) -> list[str]:
             if scenario == "model" and figures.get("model_server_cpu_s") is not None:
                 text += f" and {fmt_us(figures['model_server_cpu_s'] * 1e6 / r['requests'])} in the model server"
             text += ")"
+        cores = locust_cores(run, scenario)
+        if cores is not None:
+            text += f"; its pods (master and workers) used at most {cores:.2f} CPU cores (metrics API)"
         if c and c.knee.rps:
             text += (f"; that is {_fmt_ratio(_ratio(r.get('rps'), c.knee.rps))} the sweep's knee for "
                      f"{md_text(c.title)}, {knee_text(c)} req/s")
