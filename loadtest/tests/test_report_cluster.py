@@ -145,6 +145,7 @@ def test_report_sections_and_charts_of_a_cluster_run(run_dir):
     assert "Not in a cluster run" in cluster and "capacity sweep" in cluster and "wrk" in cluster
     assert "Kubernetes v1.34.2" in cluster and "1-5 replicas at 50 % CPU" in cluster
     assert "tfServing.image.repository=celsius/model-server" in cluster
+    assert "the job itself (kubectl, Helm, the timeline's reads) used 42 CPU seconds in 600 s" in cluster
 
     scaling = section(report, "Replicas and CPU under load")
     rows = table_rows(scaling)

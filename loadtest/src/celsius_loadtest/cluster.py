@@ -252,6 +252,8 @@ def run(args: argparse.Namespace) -> Path:
                 "settle_s": settled or None,
                 "scenario_windows": windows,
                 "timeline_errors": timeline.errors[:20],
+                # kubectl, helm and this process: on the local cluster the same CPUs as the load.
+                "job_cpu_s": round(sum(os.times()[:4]), 1),
             },
             "service": {"app_id": info.get("app_id"), "version": info.get("version"),
                         "model_path": "gRPC to the model server's headless Service (the chart's wiring)"},

@@ -747,7 +747,9 @@ def section_cluster(run: Run, charts: set) -> list[str]:
              + (f" apart from {md_code(sets)}" if sets else "") +
              f"; each scenario a headless release of the locust chart (master + {md_text(c.get('locust_workers'))} "
              "workers, Jobs) loading the release's Service from inside the cluster. Locust, the service and the "
-             "model server share the cluster's CPUs.", ""]
+             "model server share the cluster's CPUs"
+             + (f"; the job itself (kubectl, Helm, the timeline's reads) used {c['job_cpu_s']:,.0f} CPU seconds "
+                f"in {_fmt(run.meta.get('elapsed_s'))} s" if c.get("job_cpu_s") is not None else "") + ".", ""]
     for h in c.get("hpas") or []:
         behavior = "Kubernetes' defaults" if not h.get("behavior") else md_code(json.dumps(h["behavior"]))
         lines.append(f"- HPA {md_text(h.get('name'))} on {md_text(h.get('target'))}: {md_text(h.get('min_replicas'))}"
