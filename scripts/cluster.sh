@@ -6,7 +6,8 @@
 #   scripts/cluster.sh up                  build if needed, then start the cluster (idempotent)
 #   scripts/cluster.sh down                stop it and remove everything it made (safe to repeat)
 #   scripts/cluster.sh status              what runs, the node, the system pods
-#   scripts/cluster.sh load-images [IMG..] docker save | ctr import (default: the project's images)
+#   scripts/cluster.sh load-images [IMG..] docker save | ctr import (default: the project's images;
+#                                          skips those already imported with the same Docker ID)
 #   scripts/cluster.sh env                 exports for kubectl and helm: eval "$(scripts/cluster.sh env)"
 #   scripts/cluster.sh kubectl ARGS...     kubectl against the cluster
 #   scripts/cluster.sh exec CMD...         a command inside the node's network namespace
@@ -663,15 +664,26 @@ load_images() {
   is_up || die "the cluster is not up (scripts/cluster.sh up)"
   local images=("$@") version image started
   if ((${#images[@]} == 0)); then
-    version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/server/CMakeLists.txt")"
+    version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/CMakeLists.txt")"
     images=("celsius/server:$version" "celsius/model-server:$version" "celsius/model:$version"
       "celsius/loadtest:$version")
   fi
   "$root/scripts/docker-engine.sh" >&2
+  mkdir -p "$state/imported"
+  local id record imported
+  imported="$(ctr -a "$sock" -n k8s.io images ls -q)"
   for image in "${images[@]}"; do
     started=$SECONDS
-    docker image inspect "$image" >/dev/null 2>&1 || die "no image $image (scripts/build-images.sh)"
+    id="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null)" || die "no image $image (scripts/build-images.sh)"
+    # An image this cluster already holds with the same Docker ID is not imported again (the
+    # record lives in the state folder, so it goes with the cluster).
+    record="$state/imported/${image//[\/:]/_}"
+    if [[ -f "$record" && "$(cat "$record")" == "$id" ]] && grep -qxF "docker.io/$image" <<<"$imported"; then
+      log "$image: already imported (${id:7:12})"
+      continue
+    fi
     docker save "$image" | import_archive -
+    printf '%s' "$id" >"$record"
     log "imported $image ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}'), $((SECONDS - started)) s)"
   done
 }
@@ -692,5 +704,5 @@ case "${1:-}" in
   env) env_exports ;;
   kubectl) shift; kctl "$@" ;;
   exec) shift; need_root; in_node "$@" ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
 esac

@@ -14,8 +14,65 @@
 #   scripts/run.sh --duration 30s --users 8 --scenarios native,model
 #   scripts/run.sh --scenarios none --sweep native,model-grpc      # the sweep alone
 #   scripts/run.sh --help
+#
+# On Kubernetes (deploy/README.md, "The main job on the cluster"):
+#   scripts/run.sh --cluster [--down] [options]
+# builds the project's images (cached layers), brings the local cluster up if it is not
+# (scripts/cluster.sh up: binaries cached), imports the images, then runs `python -m
+# celsius_loadtest cluster`: installs the celsius chart (its defaults apart from the model
+# server's image), runs the scenarios native, model and mixed with the locust chart (headless,
+# master + 2 workers; the same users and duration as above), records every 5 s each
+# Deployment's replicas and CPU utilisation and each replica's answers, and writes
+# results/<run-id>/ with Locust's files, timeline.csv, answers.csv, run.json and report.md.
+# The releases are uninstalled on every exit path; the cluster is LEFT UP (the next run reuses
+# it), unless --down is given: then it is taken down at the end, whatever happened.
+#   scripts/run.sh --cluster --duration 30s --users 8 --scenarios model
+#   scripts/run.sh --cluster --help
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+cluster_job() {
+  local down=0 args=() a
+  for a in "$@"; do
+    if [[ "$a" == --down ]]; then down=1; else args+=("$a"); fi
+  done
+  local bin
+  bin="$("$root/scripts/python-env.sh" "$root/loadtest/requirements.txt")"
+  local python=("$bin/python" -m celsius_loadtest cluster)
+  if [[ " ${args[*]} " == *" --help "* || " ${args[*]} " == *" -h "* ]]; then
+    PYTHONPATH="$root/loadtest/src" exec "${python[@]}" --help
+  fi
+  local job_pid=""
+  # The job runs in the background so that this shell can pass a Ctrl-C or SIGTERM on to it
+  # (it then uninstalls its releases) and take the cluster down after it with --down.
+  finish() {
+    local code=$?
+    if [[ -n "$job_pid" ]]; then
+      kill -TERM "$job_pid" 2>/dev/null || true
+      wait "$job_pid" 2>/dev/null || true
+    fi
+    if ((down)); then "$root/scripts/cluster.sh" down || code=1; fi
+    exit "$code"
+  }
+  trap finish EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  "$root/scripts/build-images.sh"
+  "$root/scripts/cluster.sh" up
+  "$root/scripts/cluster.sh" load-images
+  eval "$("$root/scripts/cluster.sh" env)"
+  CELSIUS_RUN_COMMAND="scripts/run.sh --cluster $*" PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg \
+    "${python[@]}" "${args[@]}" &
+  job_pid=$!
+  local code=0
+  wait "$job_pid" || code=$?
+  job_pid=""
+  exit "$code"
+}
+if [[ "${1:-}" == --cluster ]]; then
+  shift
+  cluster_job "$@"
+fi
 
 "$root/scripts/install-deps.sh" bench
 "$root/scripts/install-tools.sh" vegeta >/dev/null

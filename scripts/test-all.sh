@@ -21,7 +21,8 @@
 # cluster: a real single-node Kubernetes cluster (scripts/cluster.sh; binaries built once per
 #         machine and cached): the cluster itself (DNS, metrics API, no egress, no registry),
 #         then both charts on it (install + helm test, NodePort, HPA under Locust load, upgrade
-#         and model-server outage under load, gRPC spread, uninstall), then `down` twice
+#         and model-server outage under load, gRPC spread, uninstall), the main job on it
+#         (`scripts/run.sh --cluster`, 5 s per scenario; and stopped mid-run), then `down` twice
 #         leaving nothing behind. The cluster is taken down on every exit path.
 # Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
 set -euo pipefail
@@ -45,6 +46,8 @@ fuzz_runs=0
 
 step "dependencies"
 requirements=("$root/deploy/requirements.txt")
+# The cluster checks share the cluster job's code (loadtest/src/celsius_loadtest/kube.py).
+[[ " ${stages[*]} " != *" cluster "* ]] || requirements+=("$root/loadtest/requirements.txt")
 if [[ " ${stages[*]} " == *" cpp "* || " ${stages[*]} " == *" python "* ]]; then
   # The C++ toolchain and libraries (Debian 12), and everything the tests drive; the
   # tensorflow-cpu wheel (model/requirements.txt) must be in .venv before the C++ build:
@@ -168,7 +171,7 @@ stage_images() {
 stage_cluster() {
   cd "$root"
   local started=$SECONDS version
-  version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/server/CMakeLists.txt")"
+  version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/CMakeLists.txt")"
   step "cluster: Kubernetes v1.34 binaries, metrics-server, CoreDNS, Helm (built once per machine, cached)"
   if [[ -n "$cluster_build_pid" ]]; then
     local code=0
@@ -186,9 +189,9 @@ stage_cluster() {
   "$root/scripts/cluster.sh" up
   "$root/scripts/cluster.sh" load-images "celsius/server:$version" "celsius/server:dev" \
     "celsius/model-server:$version" "celsius/model:$version" "celsius/loadtest:$version"
-  step "cluster: the cluster, both charts on it, down twice"
-  (cd deploy/tests && "$bin/pytest" -q -s -rxX test_cluster_infra.py test_cluster_charts.py test_cluster_down.py) \
-    | tee -a "$log"
+  step "cluster: the cluster, both charts on it, the main job on it (scripts/run.sh --cluster), down twice"
+  (cd deploy/tests && "$bin/pytest" -q -s -rxX test_cluster_infra.py test_cluster_charts.py test_cluster_run.py \
+    test_cluster_down.py) | tee -a "$log"
   cluster_started=0
   echo "cluster stage: $((SECONDS - started)) s"
 }

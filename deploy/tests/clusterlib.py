@@ -9,15 +9,20 @@ import json
 import os
 import shlex
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+# kubectl and helm, the timeline and the locust chart's headless runs are the cluster job's
+# (loadtest/src/celsius_loadtest/kube.py, on the import path by conftest.py): one
+# implementation for the job and these checks.
+from celsius_loadtest.kube import CHARTS, Kube, wait_until
+
+__all__ = ["CHARTS", "Kube", "wait_until"]
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "scripts" / "cluster.sh"
-CHARTS = REPO / "deploy" / "charts"
 
 
 def cluster_script(*args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
@@ -44,46 +49,16 @@ KUBECONFIG = ENV["KUBECONFIG"]
 STATE = Path(KUBECONFIG).parent
 
 
-def run(cmd: list[str], *, input: str | None = None, check: bool = True,
-        timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, capture_output=True, text=True, input=input, env=ENV, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{shlex.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done
-
-
-def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 300) -> str:
-    return run(["kubectl", *args], input=input, check=check, timeout=timeout).stdout
-
-
-def kubectl_json(*args: str) -> Any:
-    return json.loads(kubectl(*args, "-o", "json"))
-
-
-def helm(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    return run(["helm", *args], check=check, timeout=timeout)
+KUBE = Kube(ENV)
+run = KUBE.run
+kubectl = KUBE.kubectl
+kubectl_json = KUBE.json
+helm = KUBE.helm
 
 
 def in_node(*cmd: str, check: bool = True) -> str:
     """A command inside the node's network namespace (iptables counters, routes)."""
     return cluster_script("exec", *cmd, check=check, timeout=60).stdout
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
-    """Calls probe until it returns something truthy; returns that, or fails after timeout
-    seconds with the last value or error."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-            if last:
-                return last
-        except (AssertionError, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as error:
-            last = error
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 5) -> tuple[int, dict[str, str], Any]:
@@ -134,7 +109,8 @@ def pod_command(namespace: str, name: str, image: str, script: str, timeout: flo
 
 
 def project_version() -> str:
-    for line in (REPO / "server" / "CMakeLists.txt").read_text().splitlines():
+    """The project version (the root CMakeLists.txt's `project(celsius VERSION x.y.z ...)`)."""
+    for line in (REPO / "CMakeLists.txt").read_text().splitlines():
         if line.startswith("project(celsius VERSION "):
             return line.split()[2]
-    raise AssertionError("no project version in server/CMakeLists.txt")
+    raise AssertionError("no project version in CMakeLists.txt")

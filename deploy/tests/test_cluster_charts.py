@@ -10,9 +10,6 @@ that change lands (strict: once it passes, the mark must go)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 import threading
 import time
@@ -20,8 +17,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from clusterlib import (CHARTS, NODE_IP, helm, in_node, kubectl, kubectl_json, node_url, project_version,
-                        wait_until)
+from celsius_loadtest.kube import ClusterSource, LocustJob, LocustResult, Timeline, answers_by_app_id
+from clusterlib import CHARTS, KUBE, NODE_IP, helm, kubectl, kubectl_json, node_url, project_version, wait_until
 from clusterlib import http as http_request
 
 NAMESPACE = "celsius-test"
@@ -72,164 +69,22 @@ def server_pods() -> list[dict]:
     return kubectl_json("-n", NAMESPACE, "get", "pods", "-l", SERVER_SELECTOR)["items"]
 
 
-def pod_metrics(pod_ip: str) -> str:
-    """A service pod's Prometheus text, fetched from inside the node (pod IPs are reachable
-    only there)."""
-    return in_node("curl", "-sS", "--max-time", "5", f"http://{pod_ip}:8000/metrics")
+def answers() -> dict[str, int]:
+    """Answers so far of each running service pod, by app_id (its own counters, read through the
+    API server's proxy)."""
+    return answers_by_app_id(KUBE, NAMESPACE, SERVER_SELECTOR)
 
 
-def answers_by_app_id() -> dict[str, int]:
-    """Requests answered so far by each running service pod, keyed by its app_id (the
-    service's celsius_build_info and celsius_http_requests_total)."""
-    counts = {}
-    for pod in server_pods():
-        ip = pod["status"].get("podIP")
-        if not ip or pod["metadata"].get("deletionTimestamp"):
-            continue
-        try:
-            text = pod_metrics(ip)
-        except AssertionError:
-            continue
-        app_id = re.search(r'celsius_build_info\{[^}]*app_id="([^"]+)"', text)
-        total = sum(float(v) for v in re.findall(r'^celsius_http_requests_total\{route="/convert[^"]*"[^}]*\} (\S+)$',
-                                                  text, re.M))
-        if app_id:
-            counts[app_id.group(1)] = int(total)
-    return counts
+def timeline() -> Timeline:
+    """Every 5 s: each Deployment's pods, the HPA's figures, CPU, each replica's answers."""
+    return Timeline(ClusterSource(KUBE, NAMESPACE, SERVER_SELECTOR)).start()
 
 
-def cpu_millicores(usage: str) -> float:
-    if usage.endswith("n"):
-        return int(usage[:-1]) / 1e6
-    if usage.endswith("u"):
-        return int(usage[:-1]) / 1e3
-    if usage.endswith("m"):
-        return float(usage[:-1])
-    return float(usage) * 1000
-
-
-def pod_cpu(selector: str) -> dict[str, float]:
-    """CPU per pod (millicores) from the metrics API."""
-    items = json.loads(kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/pods"
-                               f"?labelSelector={selector}"))["items"]
-    return {p["metadata"]["name"]: sum(cpu_millicores(c["usage"]["cpu"]) for c in p["containers"]) for p in items}
-
-
-@dataclass
-class Sample:
-    t: float
-    replicas: int
-    ready: int
-    utilisation: int | None
-    server_cpu_m: float
-
-
-@dataclass
-class Timeline:
-    """Every few seconds: the HPA's replica count and CPU utilisation, ready pods, total CPU."""
-    samples: list[Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self, interval: float = 5.0) -> Timeline:
-        started = time.monotonic()
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    hpa = kubectl_json("-n", NAMESPACE, "get", "hpa", RELEASE)
-                    metrics = hpa["status"].get("currentMetrics") or [{}]
-                    utilisation = metrics[0].get("resource", {}).get("current", {}).get("averageUtilization")
-                    pods = server_pods()
-                    ready = sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                                       for c in p["status"].get("conditions", [])))
-                    try:
-                        cpu = sum(pod_cpu(SERVER_SELECTOR).values())
-                    except (AssertionError, ValueError):
-                        cpu = float("nan")
-                    replicas = hpa["status"].get("currentReplicas", 0)
-                    self.samples.append(Sample(round(time.monotonic() - started), replicas, ready, utilisation, cpu))
-                except (AssertionError, KeyError, ValueError):
-                    pass
-                self._stop.wait(interval)
-
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> Timeline:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=60)
-        return self
-
-    def show(self, title: str) -> None:
-        print(f"{title}: t(s) replicas ready utilisation(%) server-cpu(m)")
-        for s in self.samples:
-            print(f"  {s.t:4d} {s.replicas:2d} {s.ready:2d} {s.utilisation if s.utilisation is not None else '-':>4} "
-                  f"{s.server_cpu_m:7.0f}")
-
-    def max_utilisation(self) -> int:
-        return max((s.utilisation for s in self.samples if s.utilisation is not None), default=0)
-
-    def max_replicas(self) -> int:
-        return max((s.replicas for s in self.samples), default=0)
-
-
-@dataclass
-class LocustResult:
-    requests: dict[str, int]
-    failures: dict[str, int]
-    rps: dict[str, float]
-    errors: list[str]
-    log: str
-
-    def line(self) -> str:
-        return ", ".join(f"{name}: {self.requests[name]} requests, {self.failures[name]} failed, "
-                         f"{self.rps[name]:.0f} req/s" for name in sorted(self.requests))
-
-
-class LocustRun:
+def locust_run(name: str, tags: str, users: int, run_time: str, *sets: str) -> LocustJob:
     """A headless run of the locust chart (master + 2 workers, the chart's defaults for them)
     against the celsius release's Service."""
-
-    def __init__(self, name: str, tags: str, users: int, run_time: str, *sets: str) -> None:
-        self.name = name
-        helm("install", name, str(CHARTS / "locust"), "-n", NAMESPACE, "--set", "mode=headless",
-             "--set", f"run.tags={tags}", "--set", f"run.users={users}", "--set", f"run.spawnRate={users}",
-             "--set", f"run.runTime={run_time}", "--set", "run.keepResultsSeconds=300",
-             "--set", "run.failOnErrors=false", "--set", "run.expectWorkersMaxWaitSeconds=120", *values_args(*sets))
-        self.master_selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=master"
-
-    def master_pod(self) -> str:
-        return kubectl("-n", NAMESPACE, "get", "pods", "-l", self.master_selector, "-o",
-                       "jsonpath={.items[0].metadata.name}")
-
-    def wait_running(self, timeout: float = 180) -> None:
-        """Until the master has all workers and the users are spawned."""
-        wait_until("Locust to start its users", lambda: "All users spawned" in kubectl(
-            "-n", NAMESPACE, "logs", self.master_pod(), check=False) or "Ramping to" in kubectl(
-            "-n", NAMESPACE, "logs", self.master_pod(), check=False), timeout)
-
-    def result(self, timeout: float = 600) -> LocustResult:
-        pod = wait_until("the Locust run to end", lambda: (
-            "locust exited with" in kubectl("-n", NAMESPACE, "logs", self.master_pod(), check=False)
-            and self.master_pod()), timeout, interval=3)
-        log = kubectl("-n", NAMESPACE, "logs", pod)
-        stats = kubectl("-n", NAMESPACE, "exec", pod, "--", "cat", "/results/run_stats.csv")
-        failures_csv = kubectl("-n", NAMESPACE, "exec", pod, "--", "cat", "/results/run_failures.csv")
-        requests, failures, rps = {}, {}, {}
-        for row in csv.DictReader(io.StringIO(stats)):
-            if row["Name"] != "Aggregated":
-                requests[row["Name"]] = int(row["Request Count"])
-                failures[row["Name"]] = int(row["Failure Count"])
-                rps[row["Name"]] = float(row["Requests/s"])
-        errors = [f'{row["Occurrences"]}x {row["Method"]} {row["Name"]}: {row["Error"]}'
-                  for row in csv.DictReader(io.StringIO(failures_csv))]
-        return LocustResult(requests, failures, rps, errors, log)
-
-    def uninstall(self) -> None:
-        helm("uninstall", self.name, "-n", NAMESPACE, "--wait", check=False)
+    return LocustJob(KUBE, NAMESPACE, name, tags=tags, users=users, run_time=run_time, sets=sets,
+                     keep_results_s=300, expect_workers_wait_s=120)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -316,17 +171,16 @@ SCALE_DOWN_WINDOW_S = 30
 
 
 def load_with_timeline(tags: str, users: int, run_time: str) -> HpaRun:
-    before = answers_by_app_id()
-    timeline = Timeline().start()
-    run = LocustRun("locust", tags, users, run_time)
+    before = answers()
+    samples = timeline()
+    run = locust_run("locust", tags, users, run_time)
     try:
         result = run.result()
-        after = answers_by_app_id()
+        after = answers()
     finally:
-        timeline.stop()
+        samples.stop()
         run.uninstall()
-    answers = {app: after[app] - before.get(app, 0) for app in after}
-    return HpaRun(timeline, result, answers)
+    return HpaRun(samples, result, {app: after[app] - before.get(app, 0) for app in after})
 
 
 @NEEDS_FAST_MODEL_SERVER
@@ -338,30 +192,31 @@ def test_3a_which_scenario_drives_the_hpa():
     for tags in ("native", "model"):
         wait_until("one replica before the run", lambda: len(server_pods()) == 1, 600, 5)
         HPA_RUNS[tags] = load_with_timeline(tags, 32, "60s")
-        HPA_RUNS[tags].timeline.show(f"{tags} load, {HPA_RUNS[tags].result.line()}")
-        print(f"{tags}: highest utilisation {HPA_RUNS[tags].timeline.max_utilisation()} % of the 500m request, "
-              f"most replicas {HPA_RUNS[tags].timeline.max_replicas()}, answers by app_id {HPA_RUNS[tags].answers}")
-    assert max(run.timeline.max_utilisation() for run in HPA_RUNS.values()) > 50, \
+        print(HPA_RUNS[tags].timeline.show(f"{tags} load, {HPA_RUNS[tags].result.line()}", RELEASE))
+        print(f"{tags}: highest utilisation {HPA_RUNS[tags].timeline.max_utilisation(RELEASE)} % of the 500m "
+              f"request, most replicas {HPA_RUNS[tags].timeline.max_replicas(RELEASE)}, answers by app_id "
+              f"{HPA_RUNS[tags].answers}")
+    assert max(run.timeline.max_utilisation(RELEASE) for run in HPA_RUNS.values()) > 50, \
         "neither scenario took the service above the HPA's 50 % target"
 
 
 @NEEDS_FAST_MODEL_SERVER
 def test_3b_the_hpa_scales_out_under_load_and_back_in():
-    driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation())
+    driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation(RELEASE))
     run = HPA_RUNS[driver]
     print(f"the {driver} scenario drives the HPA here")
-    assert run.timeline.max_replicas() >= 2, f"{driver}: replicas stayed at {run.timeline.max_replicas()}"
+    assert run.timeline.max_replicas(RELEASE) >= 2, f"{driver}: replicas stayed at {run.timeline.max_replicas(RELEASE)}"
     assert run.result.requests and all(
         n == 0 for n in run.result.failures.values()) or True  # failures are check 4/5's subject, printed above
     started = time.monotonic()
-    timeline = Timeline().start()
+    samples = timeline()
     try:
         wait_until("the HPA to scale back to 1", lambda: len(server_pods()) == 1
                    and kubectl_json("-n", NAMESPACE, "get", "hpa", RELEASE)["status"]["desiredReplicas"] == 1,
                    300 + SCALE_DOWN_WINDOW_S, 5)
     finally:
-        timeline.stop()
-    timeline.show("after the load")
+        samples.stop()
+    print(samples.show("after the load", RELEASE))
     print(f"back to 1 replica {time.monotonic() - started:.0f} s after the load ended "
           f"(stabilization window {SCALE_DOWN_WINDOW_S} s)")
 
@@ -369,11 +224,11 @@ def test_3b_the_hpa_scales_out_under_load_and_back_in():
 @needs_server_change("a bounded connection lifetime (issue 11 defect 7): Locust's keep-alive connections "
                      "otherwise stay on the first replica")
 def test_3c_answers_come_from_every_replica():
-    driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation())
-    answers = HPA_RUNS[driver].answers
-    total = sum(answers.values())
-    shares = {app: round(n / total, 3) for app, n in answers.items()} if total else {}
-    print(f"{driver}: answers by app_id {answers}, shares {shares}")
+    driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation(RELEASE))
+    counts = HPA_RUNS[driver].answers
+    total = sum(counts.values())
+    shares = {app: round(n / total, 3) for app, n in counts.items()} if total else {}
+    print(f"{driver}: answers by app_id {counts}, shares {shares}")
     assert len([share for share in shares.values() if share >= 0.1]) >= 2, shares
 
 
@@ -384,7 +239,7 @@ def test_3c_answers_come_from_every_replica():
 def test_4_upgrade_to_a_new_image_tag_under_load_loses_nothing():
     wait_until("one replica before the upgrade", lambda: len(server_pods()) == 1, 600, 5)
     before = {p["metadata"]["name"] for p in server_pods()}
-    run = LocustRun("locust", "native", 16, "75s")
+    run = locust_run("locust", "native", 16, "75s")
     try:
         run.wait_running()
         time.sleep(10)
@@ -452,7 +307,7 @@ def test_5_model_server_pod_deleted_under_load():
     imports TensorFlow), and the service then has to resolve the headless Service's name again
     to find its new address."""
     port = node_port()
-    run = LocustRun("locust", "", 16, "150s")
+    run = locust_run("locust", "", 16, "150s")
     native, model = Probe("/convert", port), Probe("/convert/model", port)
     readyz: list[tuple[float, int]] = []
     try:
@@ -517,13 +372,13 @@ def compress(timeline: list[tuple[float, int]]) -> str:
 @needs_server_change("the gRPC client's round_robin over the resolved addresses (issue 10 item 14)")
 def test_6_two_model_servers_both_get_predict_traffic():
     upgrade("tfServing.replicaCount=2")
-    run = LocustRun("locust", "model", 16, "60s")
+    run = locust_run("locust", "model", 16, "60s")
     samples: list[dict[str, float]] = []
     try:
         run.wait_running()
         time.sleep(20)
         for _ in range(2):
-            samples.append(pod_cpu(MODEL_SELECTOR))
+            samples.append(KUBE.pod_cpu(NAMESPACE, MODEL_SELECTOR))
             time.sleep(15)
         result = run.result()
     finally:
@@ -558,7 +413,7 @@ def test_hard_anti_affinity_rolling_update_completes_on_one_node():
 def test_locust_master_ends_at_once_when_it_gives_up_or_is_deleted():
     """Issue 11 defects 4 and 5: a master that gave up waiting for its workers kept its Job
     Running for keepResultsSeconds more; a deleted master waited out its 30 s grace period."""
-    stuck = LocustRun("stuck", "native", 1, "30s", "workers.resources.requests.cpu=64",
+    stuck = locust_run("stuck", "native", 1, "30s", "workers.resources.requests.cpu=64",
                       "workers.resources.limits.cpu=64", "run.expectWorkersMaxWaitSeconds=10")
     try:
         started = time.monotonic()
@@ -573,7 +428,7 @@ def test_locust_master_ends_at_once_when_it_gives_up_or_is_deleted():
           f"(wait 10 s, keepResultsSeconds 300): {log.strip().splitlines()[-1]}")
     assert failed and gave_up < 60 and "before any request" in log
 
-    run = LocustRun("running", "native", 4, "120s")
+    run = locust_run("running", "native", 4, "120s")
     try:
         run.wait_running()
         pod = run.master_pod()

@@ -43,8 +43,10 @@ STATS_COLUMNS = {
 }
 HISTORY_COLUMNS = {
     "Timestamp": "timestamp", "User Count": "users", "Name": "name", "Requests/s": "rps",
-    "Failures/s": "fps", "50%": "p50_ms", "95%": "p95_ms", "99%": "p99_ms",
+    "Failures/s": "fps", "50%": "p50_ms", "95%": "p95_ms", "99%": "p99_ms", "Total Request Count": "total_requests",
 }
+# Locust's workers report to the master every 3 s (locust/runners.py, WORKER_REPORT_INTERVAL).
+WORKER_REPORT_S = 3
 
 
 # ---------------------------------------------------------------- Markdown safety
@@ -201,9 +203,23 @@ class Run:
     scenarios: list[Scenario]
     meta: dict = field(default_factory=dict)
     sweep: Sweep | None = None
+    timeline: pd.DataFrame = field(default_factory=pd.DataFrame)  # timeline.csv (cluster runs)
+    answers: pd.DataFrame = field(default_factory=pd.DataFrame)  # answers.csv (cluster runs)
 
     def scenario(self, name: str) -> Scenario | None:
         return next((s for s in self.scenarios if s.name == name), None)
+
+    @property
+    def on_cluster(self) -> bool:
+        """Made by the cluster job (`scripts/run.sh --cluster`)."""
+        return bool(self.meta.get("cluster")) or not self.timeline.empty
+
+    def phases(self) -> list[str]:
+        """The scenarios the timeline covers, in the run's order."""
+        if self.timeline.empty:
+            return []
+        present = set(self.timeline["phase"])
+        return [s.name for s in self.scenarios if s.name in present]
 
 
 def load_run(run_dir: Path | str) -> Run:
@@ -227,7 +243,9 @@ def load_run(run_dir: Path | str) -> Run:
             failures=read_failures(path / f"{name}_failures.csv"),
         ))
     meta = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
-    return Run(path, scenarios, meta, sweep)
+    timeline = pd.read_csv(path / "timeline.csv") if (path / "timeline.csv").exists() else pd.DataFrame()
+    answers = pd.read_csv(path / "answers.csv") if (path / "answers.csv").exists() else pd.DataFrame()
+    return Run(path, scenarios, meta, sweep, timeline, answers)
 
 
 # ---------------------------------------------------------------- numbers
@@ -306,6 +324,135 @@ def bounded_ratio(a: float | None, a_lower: bool, b: float | None, b_lower: bool
 def total_cpu(c: SweepConfiguration) -> float | None:
     values = [v for p, v in c.cpu_at_knee().items() if p in PROCESSES]
     return None if c.knee.step is None or any(v is None for v in values) else sum(values)
+
+
+# ---------------------------------------------------------------- the cluster's timeline
+
+ANSWER_KEYS = ["phase", "t_s", "time", "pod", "app_id"]
+
+
+def replica_totals(answers: pd.DataFrame) -> pd.DataFrame:
+    """answers.csv summed over routes: one row per sample and replica (phase, t_s, time, pod,
+    app_id, answers: its cumulative count), by time."""
+    if answers.empty:
+        return pd.DataFrame(columns=[*ANSWER_KEYS, "answers"])
+    return (answers.groupby(ANSWER_KEYS, as_index=False, sort=False)["answers"].sum()
+            .sort_values(["time", "pod"], kind="stable").reset_index(drop=True))
+
+
+def phase_start(run: Run, phase: str) -> float | None:
+    """Unix time of a scenario's first timeline sample (taken just before its Locust release)."""
+    rows = run.timeline[run.timeline["phase"] == phase] if not run.timeline.empty else run.timeline
+    return float(rows["time"].min()) if not rows.empty else None
+
+
+def answer_shares(run: Run) -> pd.DataFrame:
+    """Per scenario and service replica: the answers it gave during the scenario, and its share.
+    A replica's count is its counter's last value in the scenario's samples minus its last value
+    in any earlier sample (0 for a replica that started during the scenario). Replicas in the
+    order they first appeared. Columns: phase, pod, app_id, answers, share (0-1)."""
+    totals = replica_totals(run.answers)
+    rows = []
+    for phase in run.phases():
+        inside = totals[totals["phase"] == phase]
+        if inside.empty:
+            continue
+        before = totals[totals["time"] < inside["time"].min()]
+        counts = {}
+        for (pod, app_id), samples in inside.groupby(["pod", "app_id"], sort=False):
+            prior = before[(before["pod"] == pod) & (before["app_id"] == app_id)]
+            base = int(prior["answers"].iloc[-1]) if not prior.empty else 0
+            counts[(pod, app_id)] = (samples["time"].min(), int(samples["answers"].iloc[-1]) - base)
+        total = sum(n for _, n in counts.values())
+        for (pod, app_id), (_, n) in sorted(counts.items(), key=lambda kv: (kv[1][0], kv[0])):
+            rows.append({"phase": phase, "pod": pod, "app_id": app_id, "answers": n,
+                         "share": n / total if total else None})
+    return pd.DataFrame(rows, columns=["phase", "pod", "app_id", "answers", "share"])
+
+
+def replica_rates(run: Run, phase: str) -> list[tuple[str, pd.DataFrame]]:
+    """Per replica (by app_id) during a scenario: answers per second between consecutive
+    samples, at `seconds` since the scenario's start."""
+    totals = replica_totals(run.answers)
+    start = phase_start(run, phase)
+    inside = totals[totals["phase"] == phase]
+    series = []
+    for app_id, samples in inside.groupby("app_id", sort=False):
+        samples = samples.sort_values("time")
+        dt = samples["time"].diff()
+        rate = samples["answers"].diff() / dt
+        frame = pd.DataFrame({"seconds": samples["time"] - start, "rps": rate}).iloc[1:]
+        series.append((str(app_id), frame[dt.iloc[1:] > 0]))
+    return series
+
+
+def replica_colors(run: Run) -> dict[str, str]:
+    """One colour per replica (app_id) for every chart, in the order replicas first appeared;
+    C0 and C1 stay for the Deployments."""
+    order = list(dict.fromkeys(replica_totals(run.answers)["app_id"]))
+    return {str(app_id): f"C{2 + i % 8}" for i, app_id in enumerate(order)}
+
+
+def locust_rate(history: pd.DataFrame, window: int = WORKER_REPORT_S) -> pd.DataFrame:
+    """Locust's requests per second from its running request total, over `window` seconds
+    (`timestamp`, `rps`). In a distributed run the master's own `Requests/s` column lags: it
+    only knows of requests once a worker reported them, every 3 s; the total does not lag."""
+    if history.empty or "total_requests" not in history:
+        return pd.DataFrame(columns=["timestamp", "rps"])
+    rows = history.sort_values("timestamp")
+    rate = rows["total_requests"].diff(window) / rows["timestamp"].diff(window)
+    return pd.DataFrame({"timestamp": rows["timestamp"], "rps": rate}).dropna()
+
+
+def locust_cores(run: Run, scenario: str) -> float | None:
+    """Cluster runs: the most CPU (cores) the scenario's Locust pods (its release's Jobs) used in
+    one sample, from timeline.csv; None without figures."""
+    if run.timeline.empty:
+        return None
+    rows = run.timeline[(run.timeline["phase"] == scenario) & (run.timeline["kind"] == "Job")
+                        & run.timeline["name"].astype(str).str.startswith(f"locust-{scenario}-")]
+    per_sample = rows.dropna(subset=["cpu_m"]).groupby("time")["cpu_m"].sum()
+    return float(per_sample.max()) / 1000 if not per_sample.empty else None
+
+
+def deployments(run: Run) -> list[str]:
+    if run.timeline.empty:
+        return []
+    return sorted(set(run.timeline.loc[run.timeline["kind"] == "Deployment", "name"]))
+
+
+def _utilisation(rows: pd.DataFrame) -> pd.Series:
+    return 100.0 * rows["cpu_m"] / rows["cpu_request_m"]
+
+
+def scaling_summary(run: Run) -> list[dict]:
+    """Per scenario and Deployment, from the timeline: pods at the start, the most pods and when
+    first reached (s since the start), pods at the end, the highest CPU utilisation the HPA
+    reported, the mean and highest utilisation computed from the metrics API (usage / request),
+    and the node's busiest moment (usage / allocatable)."""
+    out = []
+    for phase in run.phases():
+        rows = run.timeline[run.timeline["phase"] == phase]
+        start = phase_start(run, phase)
+        node = rows[rows["kind"] == "Node"]
+        node_max = _utilisation(node).max() if not node.empty else None
+        for name in deployments(run):
+            d = rows[(rows["kind"] == "Deployment") & (rows["name"] == name)].sort_values("time")
+            if d.empty:
+                continue
+            most = int(d["pods"].max())
+            util = _utilisation(d).dropna()
+            hpa = d["hpa_utilisation_pct"].dropna()
+            out.append({
+                "phase": phase, "deployment": name, "pods_start": int(d["pods"].iloc[0]), "pods_max": most,
+                "max_at_s": float(d.loc[d["pods"] == most, "time"].iloc[0] - start),
+                "pods_end": int(d["pods"].iloc[-1]), "has_hpa": bool(d["hpa_target_pct"].notna().any()),
+                "hpa_target_pct": d["hpa_target_pct"].dropna().iloc[0] if d["hpa_target_pct"].notna().any() else None,
+                "hpa_max_pct": float(hpa.max()) if not hpa.empty else None,
+                "util_mean_pct": float(util.mean()) if not util.empty else None,
+                "util_max_pct": float(util.max()) if not util.empty else None,
+                "node_max_pct": None if node_max is None or math.isnan(node_max) else float(node_max)})
+    return out
 
 
 # ---------------------------------------------------------------- sections
@@ -537,6 +684,9 @@ def section_locust_limits(run: Run, charts: set) -> list[str]:
             if scenario == "model" and figures.get("model_server_cpu_s") is not None:
                 text += f" and {fmt_us(figures['model_server_cpu_s'] * 1e6 / r['requests'])} in the model server"
             text += ")"
+        cores = locust_cores(run, scenario)
+        if cores is not None:
+            text += f"; its pods (master and workers) used at most {cores:.2f} CPU cores (metrics API)"
         if c and c.knee.rps:
             text += (f"; that is {_fmt_ratio(_ratio(r.get('rps'), c.knee.rps))} the sweep's knee for "
                      f"{md_text(c.title)}, {knee_text(c)} req/s")
@@ -575,6 +725,119 @@ def section_failures(run: Run, charts: set) -> list[str]:
     return lines + md_table(["scenario", "endpoint", "error", "occurrences"], rows, "lllr") + [""]
 
 
+def _short(app_id) -> str:
+    return str(app_id)[:8]
+
+
+def section_cluster(run: Run, charts: set) -> list[str]:
+    """Where a cluster run ran, and which parts of the local job it has not."""
+    if not run.on_cluster:
+        return []
+    c = run.meta.get("cluster") or {}
+    nodes = c.get("nodes") or []
+    node_text = "; ".join(f"{md_text(n.get('name'))}: {md_text(n.get('cpu'))} CPUs, {md_text(n.get('memory'))}, "
+                          f"kubelet {md_text(n.get('kubelet'))}, {md_text(n.get('container_runtime'))}, "
+                          f"{md_text(n.get('os'))}" for n in nodes) or "-"
+    sets = " ".join(f"--set {s}" for s in c.get("celsius_sets") or [])
+    lines = ["## On a Kubernetes cluster", "",
+             f"Made by {md_code(run.meta.get('command') or 'scripts/run.sh --cluster')} on Kubernetes "
+             f"{md_text(c.get('kubernetes_server'))} ({len(nodes)} node{'s' if len(nodes) != 1 else ''}: "
+             f"{node_text}; metrics API from {md_text(c.get('metrics_server'))}), Helm {md_text(c.get('helm'))}. "
+             "The celsius chart with its defaults"
+             + (f" apart from {md_code(sets)}" if sets else "") +
+             f"; each scenario a headless release of the locust chart (master + {md_text(c.get('locust_workers'))} "
+             "workers, Jobs) loading the release's Service from inside the cluster. Locust, the service and the "
+             "model server share the cluster's CPUs"
+             + (f"; the job itself (kubectl, Helm, the timeline's reads) used {c['job_cpu_s']:,.0f} CPU seconds "
+                f"in {_fmt(run.meta.get('elapsed_s'))} s" if c.get("job_cpu_s") is not None else "") + ".", ""]
+    for h in c.get("hpas") or []:
+        behavior = "Kubernetes' defaults" if not h.get("behavior") else md_code(json.dumps(h["behavior"]))
+        lines.append(f"- HPA {md_text(h.get('name'))} on {md_text(h.get('target'))}: {md_text(h.get('min_replicas'))}"
+                     f"-{md_text(h.get('max_replicas'))} replicas at {md_text(h.get('cpu_target_pct'))} % CPU "
+                     f"(utilisation = usage / request), behavior: {behavior}")
+    if c.get("hpas"):
+        lines.append("")
+    lines += ["**Not in a cluster run**: the capacity sweep (vegeta's open-loop steps with CPU per request "
+              "from /proc) and wrk's closed-loop ceilings, which need the service and the model server as local "
+              "processes pinned to CPUs, and Locust's own CPU by rusage. The local job (`scripts/run.sh`) "
+              "measures them; their sections are absent here.", ""]
+    return lines
+
+
+def section_autoscaling(run: Run, charts: set) -> list[str]:
+    """Replicas and CPU utilisation per Deployment during each scenario, from timeline.csv."""
+    summary = scaling_summary(run)
+    if not summary:
+        return []
+    every = (run.meta.get("cluster") or {}).get("sample_seconds")
+    lines = ["## Replicas and CPU under load", "",
+             f"From `timeline.csv`: every {md_text(every)} s, each Deployment's pods and CPU (metrics API) and what "
+             "its HPA reported. Utilisation is CPU usage over CPU requests: \"HPA\" is the HPA's own figure "
+             "(it leaves out pods that are not yet ready, and the metrics API refreshes every 15 s), "
+             "\"computed\" the same ratio over every pod with metrics; the node's figure is its usage over its "
+             "allocatable CPU. Times in seconds from the scenario's start (its Locust release installed).", ""]
+    rows = [[r["phase"], r["deployment"], _fmt(r["pods_start"]), f"{r['pods_max']} (at {r['max_at_s']:.0f} s)",
+             _fmt(r["pods_end"]), _fmt(r["hpa_target_pct"], suffix=" %") if r["has_hpa"] else "no HPA",
+             _fmt(r["hpa_max_pct"], suffix=" %"), _fmt(r["util_mean_pct"], suffix=" %"),
+             _fmt(r["util_max_pct"], suffix=" %"), _fmt(r["node_max_pct"], suffix=" %")] for r in summary]
+    lines += md_table(["scenario", "Deployment", "pods at start", "most pods", "pods at end", "HPA target",
+                       "HPA utilisation, highest", "computed, mean", "computed, highest", "node CPU, highest"],
+                      rows, "llrrrrrrrr")
+    lines.append("")
+    for r in summary:
+        if not r["has_hpa"]:
+            continue
+        name = md_text(r["deployment"])
+        if r["pods_max"] > r["pods_start"]:
+            text = (f"the HPA scaled {name} out from {r['pods_start']} to {r['pods_max']} replicas "
+                    f"({r['max_at_s']:.0f} s after the start)")
+            if r["pods_end"] < r["pods_max"]:
+                text += f", and in to {r['pods_end']} by the end"
+        elif r["pods_end"] < r["pods_start"]:
+            text = f"the HPA scaled {name} in from {r['pods_start']} to {r['pods_end']} replicas"
+        else:
+            text = f"{name} stayed at {r['pods_start']} replica{'s' if r['pods_start'] != 1 else ''}"
+        peak = r["hpa_max_pct"]
+        lines.append(f"- `{md_text(r['phase'])}`: {text}; its HPA saw at most {_fmt(peak, suffix=' %')} against "
+                     f"a target of {_fmt(r['hpa_target_pct'], suffix=' %')}.")
+    lines.append("")
+    if "cluster_timeline.png" in charts:
+        lines += ["![throughput, replicas and CPU utilisation over time, per scenario](cluster_timeline.png)", ""]
+    return lines
+
+
+def section_answer_spread(run: Run, charts: set) -> list[str]:
+    """The answers of each scenario over the service's replicas (answers.csv)."""
+    shares = answer_shares(run)
+    if shares.empty:
+        return []
+    lines = ["## Answers per replica", "",
+             "Which replica answered how much of each scenario: each replica's own request counters "
+             "(`celsius_http_requests_total`, routes `/convert` and `/convert/model`, every status) read from its "
+             "`/metrics` with every timeline sample, the difference over the scenario; the replica is named by "
+             "its pod and its `app_id` (the `app_id` in every answer). A replica removed during a scenario keeps "
+             "the count of its last sample.", ""]
+    rows = []
+    for r in shares.to_dict("records"):
+        rows.append([r["phase"], r["pod"], r["app_id"], _fmt(r["answers"]),
+                     "-" if r["share"] is None or math.isnan(r["share"]) else f"{100 * r['share']:.1f} %"])
+    lines += md_table(["scenario", "replica (pod)", "app_id", "answers", "share"], rows, "lllrr")
+    lines.append("")
+    for phase in shares["phase"].unique():
+        counted = int(shares.loc[shares["phase"] == phase, "answers"].sum())
+        s = run.scenario(phase)
+        locust = s.aggregated.get("requests") if s else None
+        replicas = int((shares.loc[shares["phase"] == phase, "answers"] > 0).sum())
+        lines.append(f"- `{md_text(phase)}`: {_fmt(counted)} answers counted by {replicas} "
+                     f"replica{'s' if replicas != 1 else ''}; Locust counted {_fmt(locust)} requests.")
+    lines += ["", "(The two counts differ by requests in flight when Locust stopped its users, answered but not "
+              "counted by Locust, and by requests that got no answer, a refused or reset connection, counted by "
+              "Locust only.)", ""]
+    if "answer_spread.png" in charts:
+        lines += ["![share of answers per replica, per scenario](answer_spread.png)", ""]
+    return lines
+
+
 def section_regenerate(run: Run, charts: set) -> list[str]:
     try:
         folder = str(run.path.resolve().relative_to(REPO))
@@ -584,9 +847,9 @@ def section_regenerate(run: Run, charts: set) -> list[str]:
             f"{md_code('PYTHONPATH=loadtest/src .venv/bin/python -m celsius_loadtest report ' + folder)}.", ""]
 
 
-SECTIONS: list[Section] = [section_title, section_sweep, section_ratios, section_cpu, section_locust,
-                           section_locust_limits, section_failures, section_sweep_steps, section_sweep_errors,
-                           section_run, section_regenerate]
+SECTIONS: list[Section] = [section_title, section_cluster, section_sweep, section_ratios, section_cpu, section_locust,
+                           section_autoscaling, section_answer_spread, section_locust_limits, section_failures,
+                           section_sweep_steps, section_sweep_errors, section_run, section_regenerate]
 
 
 def render_markdown(run: Run, charts) -> str:
@@ -721,8 +984,112 @@ def chart_over_time(run: Run) -> str | None:
     return "over_time.png"
 
 
+def chart_cluster_timeline(run: Run) -> str | None:
+    """Per scenario (a column): above, Locust's req/s and each service replica's answers per
+    second, with the pods of each Deployment on the right axis; below, the CPU utilisation of
+    each Deployment (computed: line; the HPA's figure: dots; its target: dashed) and the node's."""
+    phases = run.phases()
+    if not phases:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(phases), figsize=(5.2 * len(phases), 7.2), squeeze=False, sharey="row")
+    names = deployments(run)
+    colors = {name: f"C{i % 2}" if i < 2 else f"C{9 - i % 8}" for i, name in enumerate(names)}
+    replica_color = replica_colors(run)
+    top_max = 0.0
+    for col, phase in enumerate(phases):
+        top, bottom = axes[0][col], axes[1][col]
+        start = phase_start(run, phase)
+        s = run.scenario(phase)
+        locust = locust_rate(s.history) if s is not None else pd.DataFrame()
+        if not locust.empty and start is not None:
+            top.plot(locust["timestamp"] - start, locust["rps"], color="black", lw=1.6,
+                     label=f"Locust req/s ({WORKER_REPORT_S} s window)")
+            top_max = max(top_max, float(locust["rps"].max()))
+        for app_id, rates in replica_rates(run, phase):
+            top.plot(rates["seconds"], rates["rps"], lw=1, ls="-", marker=".", ms=3, color=replica_color[app_id],
+                     label=f"replica {_short(app_id)}")
+            if not rates.empty:
+                top_max = max(top_max, float(rates["rps"].max()))
+        rows = run.timeline[run.timeline["phase"] == phase]
+        pods_axis = top.twinx()
+        for name in names:
+            d = rows[(rows["kind"] == "Deployment") & (rows["name"] == name)].sort_values("time")
+            if d.empty:
+                continue
+            t = d["time"] - start
+            # The first Deployment's line wide and pale, the others narrow on top: equal counts stay visible.
+            first = name == names[0]
+            pods_axis.step(t, d["pods"], where="post", color=colors[name], ls="-" if first else "--",
+                           lw=4 if first else 1.4, alpha=0.45 if first else 1, label=f"{name} pods")
+            bottom.plot(t, _utilisation(d), color=colors[name], lw=1.4, label=f"{name} (computed)")
+            hpa = d["hpa_utilisation_pct"].notna()
+            if hpa.any():
+                bottom.plot(t[hpa], d.loc[hpa, "hpa_utilisation_pct"], "o", color=colors[name], ms=4,
+                            label=f"{name} (HPA)")
+                target = d["hpa_target_pct"].dropna()
+                if not target.empty:
+                    bottom.axhline(float(target.iloc[0]), color=colors[name], ls=":", lw=1)
+        node = rows[rows["kind"] == "Node"].sort_values("time")
+        for name, n in node.groupby("name"):
+            bottom.plot(n["time"] - start, _utilisation(n), color="grey", lw=1, ls="-.", label=f"node {name}")
+        most = int(run.timeline.loc[run.timeline["kind"] == "Deployment", "pods"].max())
+        pods_axis.set_ylim(0, most + 1)
+        pods_axis.set_yticks(range(0, most + 2))
+        if col == len(phases) - 1:
+            pods_axis.set_ylabel("pods (steps)")
+        top.set_title(f"{phase}")
+        bottom.set_xlabel("seconds since the scenario's start")
+        handles, labels = top.get_legend_handles_labels()
+        more, more_labels = pods_axis.get_legend_handles_labels()
+        top.legend(handles + more, labels + more_labels, fontsize=7, loc="best", framealpha=0.7)
+        bottom.legend(fontsize=7, loc="best", framealpha=0.7)
+        for ax in (top, bottom):
+            ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("req/s (Locust) and answers/s (per replica)")
+    axes[0][0].set_ylim(0, top_max * 1.25 or 1)
+    axes[1][0].set_ylabel("CPU utilisation (% of request; dotted: HPA target)")
+    fig.suptitle("Throughput, replicas and CPU utilisation over time", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(run.path / "cluster_timeline.png", dpi=100)
+    plt.close(fig)
+    return "cluster_timeline.png"
+
+
+def chart_answer_spread(run: Run) -> str | None:
+    """A horizontal bar per scenario, split by the share of answers each replica gave."""
+    shares = answer_shares(run)
+    if shares.empty or not shares["answers"].sum():
+        return None
+    plt = _pyplot()
+    phases = list(shares["phase"].unique())
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.8 * len(phases)))
+    colors = replica_colors(run)
+    for y, phase in enumerate(phases):
+        left = 0.0
+        for r in shares[shares["phase"] == phase].to_dict("records"):
+            if not r["share"]:
+                continue
+            color = colors[str(r["app_id"])]
+            width = 100 * r["share"]
+            ax.barh(y, width, left=left, color=color, edgecolor="white")
+            if width >= 6:
+                ax.text(left + width / 2, y, f"{_short(r['app_id'])}\n{width:.0f} %", ha="center", va="center",
+                        fontsize=7, color="white")
+            left += width
+    ax.set_yticks(range(len(phases)), phases)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of the scenario's answers (%), one colour per replica (app_id)")
+    ax.set_title("Answers per replica")
+    fig.tight_layout()
+    fig.savefig(run.path / "answer_spread.png", dpi=110)
+    plt.close(fig)
+    return "answer_spread.png"
+
+
 CHARTS: list[Callable[[Run], str | None]] = [chart_sweep_latency, chart_cpu_per_request, chart_latency_percentiles,
-                                             chart_over_time]
+                                             chart_over_time, chart_cluster_timeline, chart_answer_spread]
 
 
 def make_charts(run: Run) -> list[str]:

@@ -1,0 +1,361 @@
+"""The main job on a Kubernetes cluster: the Helm charts installed, the Locust scenarios run by
+the distributed locust chart, the autoscaling recorded, the report written.
+
+1. Installs the celsius chart (release `celsius`, its defaults apart from the `--celsius-set`
+   values: on the local cluster, the image of the project's model server) and waits for it.
+2. Starts the timeline (`kube.Timeline`): every `--sample-seconds`, each Deployment's and Job's
+   pods, ready pods, the HPA's desired replicas and CPU utilisation, the CPU utilisation
+   computed from the metrics API, the node's CPU, and each service replica's answers per route
+   from its own counters (read through the API server's proxy).
+3. Runs the scenarios native (`--tags native`), model (`--tags model`) and mixed (both), one
+   after the other with identical users, spawn rate and duration, each as a headless release
+   of the locust chart (master + `--workers` workers, Jobs) against the release's Service:
+   traffic stays inside the cluster. After each, copies Locust's files out of the master pod
+   (`<scenario>_stats.csv`, `_stats_history.csv`, `_failures.csv`, `_exceptions.csv`, `.html`,
+   its log) and uninstalls the release.
+4. Writes RUN_DIR: those files, timeline.csv, answers.csv, run.json (the command, the
+   cluster's versions, the charts' values set, the HPAs), report.md and its charts.
+
+Every release it installs is uninstalled on every exit path (an error, Ctrl-C, SIGTERM), and
+the namespace is deleted if the job created it; the cluster itself is left as it was.
+Talks to the cluster only through kubectl and helm (KUBECONFIG), so it runs against any
+cluster that has the images and a metrics API; `scripts/run.sh --cluster` prepares the local
+one (scripts/cluster.sh) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from celsius_loadtest.kube import (
+    CHARTS,
+    ClusterSource,
+    CommandError,
+    Kube,
+    LocustJob,
+    Timeline,
+    wait_until,
+)
+from celsius_loadtest.runner import SCENARIOS, _names, machine, parse_duration
+from celsius_loadtest.stack import REPO, log, repo_relative, scrub_paths
+
+RELEASE = "celsius"  # the locust chart's targetHost default is http://celsius:8000
+SERVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=server"
+# The images this project's clusters hold: the official tensorflow/serving cannot be pulled
+# on the local cluster, so its model server is the project's (celsius/model-server).
+LOCAL_IMAGE_SETS = ("tfServing.image.repository=celsius/model-server",)
+
+
+def locust_release(scenario: str) -> str:
+    return f"locust-{scenario}"
+
+
+def cluster_versions(kube: Kube) -> dict:
+    """The cluster as run.json records it: kubectl's and the API server's versions, Helm's, each
+    node (kubelet, container runtime, OS, kernel, CPU and memory), metrics-server's image."""
+    version = json.loads(kube.kubectl("version", "-o", "json", timeout=60))
+    nodes = [{"name": n["metadata"]["name"], "kubelet": n["status"]["nodeInfo"]["kubeletVersion"],
+              "container_runtime": n["status"]["nodeInfo"]["containerRuntimeVersion"],
+              "os": n["status"]["nodeInfo"]["osImage"], "kernel": n["status"]["nodeInfo"]["kernelVersion"],
+              "cpu": n["status"]["capacity"]["cpu"], "allocatable_cpu": n["status"]["allocatable"]["cpu"],
+              "memory": n["status"]["capacity"]["memory"]}
+             for n in kube.json("get", "nodes", timeout=60)["items"]]
+    metrics_server = kube.kubectl("-n", "kube-system", "get", "deployment", "metrics-server", "-o",
+                                  "jsonpath={.spec.template.spec.containers[0].image}", check=False).strip()
+    return {"kubernetes_server": version.get("serverVersion", {}).get("gitVersion"),
+            "kubectl": version.get("clientVersion", {}).get("gitVersion"),
+            "helm": kube.helm("version", "--short").stdout.strip(), "nodes": nodes,
+            "metrics_server": metrics_server or None}
+
+
+def hpas(kube: Kube, namespace: str) -> list[dict]:
+    """Each HPA of the namespace: its target, bounds, CPU target and behavior."""
+    found = []
+    for h in kube.json("-n", namespace, "get", "hpa")["items"]:
+        cpu = next((m["resource"]["target"].get("averageUtilization") for m in h["spec"].get("metrics", [])
+                    if m.get("type") == "Resource" and m["resource"]["name"] == "cpu"), None)
+        found.append({"name": h["metadata"]["name"], "target": f'{h["spec"]["scaleTargetRef"]["kind"]}/'
+                      f'{h["spec"]["scaleTargetRef"]["name"]}', "min_replicas": h["spec"].get("minReplicas", 1),
+                      "max_replicas": h["spec"]["maxReplicas"], "cpu_target_pct": cpu,
+                      "behavior": h["spec"].get("behavior")})
+    return found
+
+
+def release_charts(kube: Kube, namespace: str) -> list[dict]:
+    return [{"release": r["name"], "chart": r["chart"], "app_version": r["app_version"]}
+            for r in json.loads(kube.helm("list", "-n", namespace, "-o", "json").stdout)]
+
+
+def service_info(kube: Kube, namespace: str) -> dict:
+    """GET / of one service replica (version, app_id), through the API server's proxy."""
+    pod = kube.kubectl("-n", namespace, "get", "pods", "-l", SERVER_SELECTOR, "--field-selector=status.phase=Running",
+                       "-o", "jsonpath={.items[0].metadata.name}")
+    return json.loads(kube.pod_get(namespace, pod, 8000, "/"))
+
+
+def images(kube: Kube, namespace: str) -> set[str]:
+    """The images of the pods running in the namespace now."""
+    return {c["image"] for p in kube.json("-n", namespace, "get", "pods")["items"] for c in p["spec"]["containers"]}
+
+
+def wait_settled(kube: Kube, namespace: str, timeout: float) -> float:
+    """Until every HPA of the namespace wants its minimum and the Deployment has that many pods;
+    the seconds waited."""
+    started = time.monotonic()
+
+    def settled() -> bool:
+        for h in kube.json("-n", namespace, "get", "hpa")["items"]:
+            target = h["spec"]["scaleTargetRef"]
+            pods = kube.json("-n", namespace, "get", target["kind"].lower(), target["name"])["status"].get(
+                "replicas", 0)
+            if h["status"].get("desiredReplicas") != h["spec"].get("minReplicas", 1) or pods != h["spec"].get(
+                    "minReplicas", 1):
+                return False
+        return True
+
+    wait_until("every HPA back at its minimum", settled, timeout, interval=5)
+    return time.monotonic() - started
+
+
+def progress_line(timeline: Timeline) -> str:
+    """The latest sample of each Deployment: pods (ready) and the HPA's utilisation."""
+    latest: dict[str, object] = {}
+    for s in timeline.workloads:
+        if s.kind == "Deployment":
+            latest[s.name] = s
+    parts = []
+    for name, s in latest.items():
+        hpa = f", HPA {s.hpa_utilisation_pct} %" if s.hpa_utilisation_pct is not None else ""
+        parts.append(f"{name} {s.pods} pods ({s.ready} ready{hpa})")
+    return "; ".join(parts)
+
+
+def run_scenario(kube: Kube, args: argparse.Namespace, scenario: str, timeline: Timeline, out: Path) -> dict:
+    """One scenario as a headless locust release; its files copied to `out`; figures for run.json."""
+    tags = SCENARIOS[scenario] or ""
+    seconds = args.duration
+    log(f"Locust scenario '{scenario}' on the cluster: master + {args.workers} workers, {args.users} users, "
+        f"spawn rate {args.spawn_rate:g}/s, {seconds} s")
+    timeline.set_phase(scenario)
+    timeline.sample()
+    started = time.time()
+    job = LocustJob(kube, args.namespace, locust_release(scenario), tags=tags, users=args.users,
+                    spawn_rate=args.spawn_rate, run_time=f"{seconds}s", workers=args.workers,
+                    sets=tuple(args.locust_set), expect_workers_wait_s=args.workers_wait)
+    deadline = time.monotonic() + seconds + args.workers_wait + 300
+    last_print = time.monotonic()
+    while True:
+        text = job.log()
+        if "locust exited with" in text:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Locust scenario {scenario} did not end in time; the master's log:\n{text[-3000:]}")
+        if time.monotonic() - last_print >= 10:
+            last_print = time.monotonic()
+            print(f"    {scenario}: {time.time() - started:.0f} s; {progress_line(timeline)}", flush=True)
+        time.sleep(3)
+    ended = time.time()
+    timeline.sample()  # every replica's counters right after the run
+    if "before any request" in text:
+        raise RuntimeError(f"Locust scenario {scenario} made no request:\n{text[-3000:]}")
+    pod = job.master_pod()
+    job.copy_results(pod, out, scenario)
+    used = images(kube, args.namespace)  # Locust's too, before its release goes
+    job.uninstall()
+    summary = (out / f"{scenario}_stats.csv").read_text()
+    aggregated = [line.split(",") for line in summary.splitlines() if ",Aggregated," in line]
+    if aggregated:
+        print(f"    {scenario}: {aggregated[0][2]} requests, {aggregated[0][3]} failures; {progress_line(timeline)}",
+              flush=True)
+    return {"release": locust_release(scenario), "values": job.values, "started": round(started, 3),
+            "ended": round(ended, 3), "wall_s": round(ended - started, 1), "images": sorted(used)}
+
+
+def ours(release: str) -> bool:
+    """A release this job installs: the celsius release or a scenario's Locust release."""
+    return release == RELEASE or release.startswith("locust-")
+
+
+def uninstall_everything(kube: Kube, namespace: str, created_namespace: bool) -> None:
+    """Every release of this job in the namespace (Locust's first; in any state, so also one whose
+    install was interrupted), then the namespace if this job created it."""
+    listed = kube.helm("list", "-n", namespace, "-a", "-q", check=False).stdout.split()
+    for release in sorted((r for r in listed if ours(r)), key=lambda r: r == RELEASE):
+        log(f"uninstalling {release}")
+        kube.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "3m", check=False)
+    if created_namespace:
+        log(f"deleting namespace {namespace}")
+        kube.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=180s",
+                     check=False, timeout=240)
+
+
+def run(args: argparse.Namespace) -> Path:
+    kube = Kube()
+    started = time.monotonic()
+    run_id = args.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = Path(args.results) / run_id
+    cluster = cluster_versions(kube)  # fails early when the cluster cannot be reached
+    log(f"cluster: Kubernetes {cluster['kubernetes_server']}, {len(cluster['nodes'])} node(s); namespace "
+        f"{args.namespace}")
+    ns = args.namespace
+    created_namespace = kube.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name").strip() == ""
+    if created_namespace:
+        kube.kubectl("create", "namespace", ns)
+    out.mkdir(parents=True, exist_ok=True)
+    timeline: Timeline | None = None
+    try:
+        # What an earlier run that was killed (SIGKILL) left: this job's own releases only.
+        for leftover in kube.helm("list", "-n", ns, "-a", "-q").stdout.split():
+            if ours(leftover):
+                log(f"removing {leftover}, left in {ns} by an earlier run")
+                kube.helm("uninstall", leftover, "-n", ns, "--wait", "--timeout", "3m", check=False)
+        celsius_sets = [*args.celsius_set]
+        log(f"helm install {RELEASE} deploy/charts/celsius --wait" + "".join(f" --set {s}" for s in celsius_sets))
+        install_started = time.monotonic()
+        kube.helm("install", RELEASE, str(CHARTS / "celsius"), "-n", ns, *[a for s in celsius_sets for a in ("--set", s)],
+                  "--wait", "--timeout", args.install_timeout)
+        installed_s = time.monotonic() - install_started
+        info = service_info(kube, ns)
+        log(f"installed in {installed_s:.0f} s: service {info.get('version')}, app_id {info.get('app_id')}")
+        timeline = Timeline(ClusterSource(kube, ns, SERVER_SELECTOR), args.sample_seconds).start()
+        windows = {}
+        settled = {}
+        for scenario in args.scenarios:
+            if args.settle:
+                timeline.set_phase("settle")
+                settled[scenario] = round(wait_settled(kube, ns, args.settle), 1)
+            windows[scenario] = run_scenario(kube, args, scenario, timeline, out)
+        timeline.set_phase("after")
+        timeline.sample()
+        meta = {
+            "run_id": run_id,
+            "command": args.command_line,
+            "scenarios": args.scenarios,
+            "users": args.users, "spawn_rate": args.spawn_rate, "duration_s": args.duration,
+            "locust_settings": "deploy/charts/locust (mode=headless, values as in loadtest/locust.conf)",
+            "cluster": {
+                **cluster, "namespace": ns,
+                "celsius_sets": celsius_sets, "locust_sets": args.locust_set,
+                "locust_workers": args.workers,
+                "charts": release_charts(kube, ns),
+                "hpas": hpas(kube, ns),
+                "images": sorted({i for w in windows.values() for i in w["images"]}),
+                "install_s": round(installed_s, 1),
+                "sample_seconds": args.sample_seconds,
+                "settle_s": settled or None,
+                "scenario_windows": windows,
+                "timeline_errors": timeline.errors[:20],
+                # kubectl, helm and this process: on the local cluster the same CPUs as the load.
+                "job_cpu_s": round(sum(os.times()[:4]), 1),
+            },
+            "service": {"app_id": info.get("app_id"), "version": info.get("version"),
+                        "model_path": "gRPC to the model server's headless Service (the chart's wiring)"},
+            "elapsed_s": round(time.monotonic() - started),
+            "git_commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                                         text=True).stdout.strip() or None,
+            "machine": machine(),
+            "versions": {"service": info.get("version"), "locust": locust_version(out, args.scenarios),
+                         "kubernetes": cluster["kubernetes_server"], "helm": cluster["helm"]},
+        }
+        (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    finally:
+        # Cleaning up must finish: a second Ctrl-C or SIGTERM now would leave releases behind.
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if timeline is not None:
+                timeline.stop()
+                timeline.write(out)
+            uninstall_everything(kube, ns, created_namespace)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    from celsius_loadtest.report import write_report
+
+    report = write_report(out)
+    log(f"report: {repo_relative(report)} ({time.monotonic() - started:.0f} s in all)")
+    return out
+
+
+def locust_version(out: Path, scenarios: list[str]) -> str | None:
+    """Locust's version as its master printed it (`Starting Locust X.Y.Z`)."""
+    for scenario in scenarios:
+        path = out / f"{scenario}.log"
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                if "Starting Locust " in line:
+                    return "locust " + line.split("Starting Locust ", 1)[1].split()[0]
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m celsius_loadtest cluster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    locust = parser.add_argument_group("Locust scenarios (the local job's defaults)")
+    locust.add_argument("--duration", type=parse_duration, default=parse_duration("60s"),
+                        help="Locust run time per scenario (default 60s)")
+    locust.add_argument("--users", type=int, default=16, help="Locust users per scenario (default 16)")
+    locust.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
+    locust.add_argument("--scenarios", default="native,model,mixed",
+                        help="comma-separated, from: native, model, mixed (default: all three)")
+    locust.add_argument("--workers", type=int, default=2, help="Locust workers (default 2; the master is one more pod)")
+    locust.add_argument("--workers-wait", type=int, default=300,
+                        help="seconds the master waits for all workers to connect (default 300)")
+    parser.add_argument("--namespace", default="celsius-run",
+                        help="namespace of the releases (default celsius-run; created and deleted if missing)")
+    parser.add_argument("--celsius-set", action="append", default=None, metavar="KEY=VALUE",
+                        help="a value for the celsius chart (helm --set; repeatable). Default: "
+                             f"{' '.join(LOCAL_IMAGE_SETS)} (the local cluster's images); given, it replaces that")
+    parser.add_argument("--locust-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a value for the locust chart (helm --set; repeatable), e.g. workers.resources.requests.cpu=1")
+    parser.add_argument("--sample-seconds", type=float, default=5.0,
+                        help="timeline: seconds between samples (default 5; the metrics API refreshes every 15 s)")
+    parser.add_argument("--settle", type=float, default=0,
+                        help="before each scenario, wait up to this many seconds for every HPA to be back at its "
+                             "minimum (default 0: no wait; Kubernetes' scale-down window is 300 s)")
+    parser.add_argument("--install-timeout", default="10m", help="helm install --timeout (default 10m)")
+    parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
+    parser.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.scenarios = _names(args.scenarios, list(SCENARIOS), "--scenarios")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.scenarios:
+        print("error: nothing to run (--scenarios none)", file=sys.stderr)
+        return 2
+    if args.workers < 1 or args.users < 1:
+        print("error: --workers and --users must be at least 1", file=sys.stderr)
+        return 2
+    if args.spawn_rate is None:
+        args.spawn_rate = float(args.users)
+    if args.celsius_set is None:
+        args.celsius_set = list(LOCAL_IMAGE_SETS)
+    args.command_line = scrub_paths(os.environ.get("CELSIUS_RUN_COMMAND")
+                                    or "python -m celsius_loadtest cluster " + " ".join(argv))
+
+    def terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind and uninstall everything
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: uninstalled every release this run installed", file=sys.stderr)
+        return 130
+    except (RuntimeError, TimeoutError, CommandError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
