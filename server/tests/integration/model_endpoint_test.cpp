@@ -354,8 +354,13 @@ TEST_P(model_endpoint_protocols, model_server_errors_are_502_with_its_message) {
   const auto model = start_model_server();
   const auto service = start_service(url(grpc_port_of(*model), model->port()), {"--model-name", "nope"});
   // The status poll reached the model server: it does not know the name, so never AVAILABLE.
+  // GetModelStatus's words for an unknown name (TF Serving's get_model_status_impl.cc).
   ASSERT_TRUE(wait_until(
-      [&] { return readyz(service->port()).model_reason.find("Servable not found") != std::string::npos; }, 60s))
+      [&] {
+        return readyz(service->port()).model_reason.find("Could not find any versions of model nope") !=
+               std::string::npos;
+      },
+      60s))
       << readyz(service->port()).body;
   const auto res = call(service->port(), "POST", "/convert/model", R"({"fahrenheit": 1})");
   EXPECT_EQ(res.status, 502u);
