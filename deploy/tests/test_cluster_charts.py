@@ -221,10 +221,12 @@ def test_3b_the_hpa_scales_out_under_load_and_back_in():
           f"(stabilization window {SCALE_DOWN_WINDOW_S} s)")
 
 
-@needs_server_change("a bounded connection lifetime (issue 11 defect 7): Locust's keep-alive connections "
-                     "otherwise stay on the first replica")
 def test_3c_answers_come_from_every_replica():
+    """New replicas take load: the service's bounded connection lifetime (--keepalive-requests,
+    --keepalive-time-ms) makes Locust's keep-alive connections reconnect through the Service."""
     driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation(RELEASE))
+    if HPA_RUNS[driver].timeline.max_replicas(RELEASE) < 2:
+        pytest.xfail("the HPA did not scale out in this run (checks 3a/3b): one replica, nothing to spread")
     counts = HPA_RUNS[driver].answers
     total = sum(counts.values())
     shares = {app: round(n / total, 3) for app, n in counts.items()} if total else {}
@@ -234,8 +236,6 @@ def test_3c_answers_come_from_every_replica():
 
 # ----------------------------------------------------------------------------------- check 4
 
-@needs_server_change("the SIGTERM drain window answering with Connection: close (issue 11 defect 8, "
-                     "issue 10 item 3)")
 def test_4_upgrade_to_a_new_image_tag_under_load_loses_nothing():
     wait_until("one replica before the upgrade", lambda: len(server_pods()) == 1, 600, 5)
     before = {p["metadata"]["name"] for p in server_pods()}
@@ -299,7 +299,6 @@ class Probe:
         return " ".join(runs)
 
 
-@needs_server_change("readiness that a model-server outage does not drop (issue 11 defect 2)")
 def test_5_model_server_pod_deleted_under_load():
     """The model server's only pod is deleted under mixed Locust load; probes from the host
     (a new connection each, every 100 ms) follow both paths until the model path has answered
@@ -369,7 +368,6 @@ def compress(timeline: list[tuple[float, int]]) -> str:
 
 # ----------------------------------------------------------------------------------- check 6
 
-@needs_server_change("the gRPC client's round_robin over the resolved addresses (issue 10 item 14)")
 def test_6_two_model_servers_both_get_predict_traffic():
     upgrade("tfServing.replicaCount=2")
     run = locust_run("locust", "model", 16, "60s")

@@ -378,7 +378,7 @@ def test_schemathesis_finds_nothing(model_server, tmp_path):
     service = start_service("--model-server", f"grpc://127.0.0.1:{model_server}", "--model-timeout-ms", "20000",
                             small_limits=False)
     try:
-        wait_ready(service.port)
+        wait_model_state(service.port, True)
         binary = Path(sys.executable).parent / "schemathesis"
         config = Path(__file__).parent / "schemathesis.toml"  # what counts as a rejection: + 413
         result = subprocess.run(
