@@ -89,7 +89,8 @@ def program_printing(tmp_path: Path, text: str) -> list[str]:
 ])
 def test_model_server_batching_needs_both_flags(tmp_path, help_text, runnable):
     command = sweep.ModelServerCommand(program_printing(tmp_path, help_text), "a model server")
-    reason = sweep.skip_reason(sweep.CONFIGURATIONS[3], command, "")
+    # the service's coalescing is turned off in this configuration: its flag must exist
+    reason = sweep.skip_reason(sweep.CONFIGURATIONS[3], command, "--model-batch-max-values N")
     assert (reason is None) == runnable
     if reason:
         assert "--enable_batching and --batching_parameters_file" in reason and "a model server" in reason
@@ -103,3 +104,6 @@ def test_service_coalescing_needs_its_three_flags():
     assert sweep.skip_reason(coalescing, command, "--model-batch-max-values N") == (
         "celsius-server does not list --model-batch-timeout-us, --model-batch-max-inflight in its --help")
     assert sweep.skip_reason(sweep.CONFIGURATIONS[0], command, "") is None  # native needs nothing
+    unbatched = next(c for c in sweep.CONFIGURATIONS if c.name == "model-grpc")
+    assert unbatched.service_flags == ("--model-batch-max-values", "0")  # coalescing is on by default
+    assert sweep.skip_reason(unbatched, command, "") == "celsius-server does not list --model-batch-max-values in its --help"
