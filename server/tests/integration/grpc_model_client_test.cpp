@@ -186,6 +186,22 @@ predict_result answer_from(const reply_writer& write, const std::vector<double>&
   return predict_sync(kept(make_grpc_model_client(options)), request);
 }
 
+// A model server that ends a call itself (CANCELLED, as a shutting-down gRPC server does with
+// calls it has not answered) is an outage, like UNAVAILABLE: 503 and counted by the breaker.
+TEST(grpc_client_faults, a_call_the_model_server_cancels_is_unavailable) {
+  scripted_grpc_model_server::options how;
+  how.predict = [](const tfs::PredictRequest&, tfs::PredictResponse&) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "Server shutdown");
+  };
+  scripted_grpc_model_server peer(how);
+  grpc_model_options options;
+  options.target = "127.0.0.1:" + std::to_string(peer.port());
+  options.timeout = 30s;
+  const auto result = predict_sync(kept(make_grpc_model_client(options)), {32});
+  ASSERT_TRUE(std::holds_alternative<model_error>(result));
+  EXPECT_EQ(std::get<model_error>(result).kind, model_failure::unavailable) << std::get<model_error>(result).message;
+}
+
 // Issue 10, item 1: a reply with the wrong element count was accepted and broadcast.
 TEST(grpc_client_replies, one_value_of_shape_1_for_three_inputs_is_malformed) {
   const auto result = answer_from(celsius_tensor([](tensorflow::TensorProto& t) {
