@@ -226,6 +226,15 @@ def test_service_reaches_tf_serving_by_service_dns_over_grpc():
     assert {p["name"]: p["port"] for p in tfs_service["spec"]["ports"]} == {"grpc": 8500, "rest": 8501}
 
 
+def test_request_coalescing_is_a_value_with_the_services_defaults():
+    env = env_of(container(server_deployment(render()), "server"))
+    assert (env["CELSIUS_MODEL_BATCH_MAX_VALUES"], env["CELSIUS_MODEL_BATCH_TIMEOUT_US"],
+            env["CELSIUS_MODEL_BATCH_MAX_INFLIGHT"]) == ("256", "0", "2")
+    off = env_of(container(server_deployment(render("celsius", "server.modelCoalescing.maxValues=0",
+                                                    "server.modelCoalescing.maxInflight=4")), "server"))
+    assert (off["CELSIUS_MODEL_BATCH_MAX_VALUES"], off["CELSIUS_MODEL_BATCH_MAX_INFLIGHT"]) == ("0", "4")
+
+
 def test_tf_serving_gets_the_model_from_an_init_container_and_is_ready_only_when_available():
     tfs = one(render(), "Deployment", "celsius-tf-serving")
     spec = tfs["spec"]["template"]["spec"]
@@ -302,6 +311,8 @@ def test_notes_explain_each_service_type(tmp_path):
     ("unknownKey=1", "unknownKey"),
     ("podAntiAffinityPreset=maybe", "podAntiAffinityPreset"),
     ("tfServing.externalAddress=tf:8500", "externalAddress"),
+    ("server.modelCoalescing.maxValues=-1", "maxValues"),
+    ("server.modelCoalescing.maxInflight=0", "maxInflight"),
 ])
 def test_schema_rejects(setting, fragment):
     done = helm("template", "x", str(CHARTS / "celsius"), "--kube-version", KUBE_VERSION, "--set", setting,

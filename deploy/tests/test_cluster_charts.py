@@ -2,11 +2,7 @@
 celsius chart installed with its defaults apart from image names, reached through its NodePort
 at the node's address, autoscaled under load from the locust chart, upgraded and disrupted
 under load, then uninstalled. Each check prints what it measured. The tests run in file order
-and share one release (module fixture); test_cluster_down.py takes the cluster down afterwards.
-
-Checks that need a change of the C++ service that is tracked elsewhere are marked with
-`needs_server_change`: they run and print their measurements, and are expected to fail until
-that change lands (strict: once it passes, the mark must go)."""
+and share one release (module fixture); test_cluster_down.py takes the cluster down afterwards."""
 
 from __future__ import annotations
 
@@ -29,19 +25,6 @@ VERSION = project_version()
 IMAGE_SETS = ["tfServing.image.repository=celsius/model-server"]
 SERVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=server"
 MODEL_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=tf-serving"
-
-
-def needs_server_change(what: str, strict: bool = True):
-    """Expected to fail until a change of the service or model server tracked elsewhere lands.
-    Strict: an unexpected pass fails the run, so the mark is removed once the change is in."""
-    return pytest.mark.xfail(reason=f"needs a change tracked elsewhere: {what}", strict=strict)
-
-
-# With the Python stand-in as model server, the model path tops out at a few hundred requests
-# per second here (the stand-in saturates its core), so neither scenario takes the service
-# past the HPA's target on a busy 2-core machine; on a quiet one it may. Not strict for that.
-NEEDS_FAST_MODEL_SERVER = needs_server_change(
-    "the C++ model server (issue 12): the Python stand-in caps the model path below the HPA's target", strict=False)
 
 
 def values_args(*sets: str) -> list[str]:
@@ -183,7 +166,6 @@ def load_with_timeline(tags: str, users: int, run_time: str) -> HpaRun:
     return HpaRun(samples, result, {app: after[app] - before.get(app, 0) for app in after})
 
 
-@NEEDS_FAST_MODEL_SERVER
 def test_3a_which_scenario_drives_the_hpa():
     """The HPA's CPU utilisation under the same Locust load (master + 2 workers, 32 users, 60 s) on
     each path: the native path costs the service a few microseconds per request, the model
@@ -200,7 +182,6 @@ def test_3a_which_scenario_drives_the_hpa():
         "neither scenario took the service above the HPA's 50 % target"
 
 
-@NEEDS_FAST_MODEL_SERVER
 def test_3b_the_hpa_scales_out_under_load_and_back_in():
     driver = max(HPA_RUNS, key=lambda tags: HPA_RUNS[tags].timeline.max_utilisation(RELEASE))
     run = HPA_RUNS[driver]
