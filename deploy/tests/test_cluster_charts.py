@@ -105,9 +105,19 @@ def test_1_install_with_defaults_and_helm_test():
 
 # ----------------------------------------------------------------------------------- check 2
 
+def model_available(port: int) -> bool:
+    """The service reports the model available (/readyz itself does not follow the model server)."""
+    try:
+        status, _, body = http_request("GET", node_url(port, "/readyz"), timeout=2)
+    except OSError:
+        return False
+    return status == 200 and bool((body or {}).get("model", {}).get("available"))
+
+
 def test_2_node_port_answers_from_the_host_and_port_changes_apply_live():
     port = node_port()
     values = [212, 98.6, -40, -459.67]
+    wait_until("the service to report the model available", lambda: model_available(port), 180, 1)
     for path in ("/convert", "/convert/model"):
         status, headers, body = convert(path, values, port)
         assert status == 200, body
