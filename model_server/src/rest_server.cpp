@@ -61,7 +61,7 @@ bool iequal_prefix(std::string_view text, std::string_view prefix) {
 // Completes on the session's loop: the predictor may answer from a batch or timer thread.
 template <typename Token>
 auto async_predict(predictor& p, const tensorflow::serving::PredictRequest& request,
-                   tensorflow::serving::PredictResponse& response, predict_context context, rest_executor ex,
+                   tensorflow::serving::PredictResponse& response, predict_context context, const rest_executor& ex,
                    Token&& token) {
   return asio::async_initiate<Token, void(status)>(
       [&p, &request, &response, context, ex](auto handler) {

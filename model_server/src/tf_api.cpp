@@ -28,12 +28,12 @@ std::unique_ptr<tf_library> tf_library::open(const std::vector<std::string>& dir
     // The framework first: libtensorflow_cc.so.2 needs it, and finds it already loaded.
     void* framework = dlopen(in_dir(dir, "libtensorflow_framework.so.2").c_str(), flags);
     if (framework == nullptr) {
-      tried += std::string("\n  ") + dlerror();
+      tried += std::string("\n  ") + dlerror();  // NOLINT(concurrency-mt-unsafe): glibc keeps it per thread
       continue;
     }
     void* cc = dlopen(in_dir(dir, "libtensorflow_cc.so.2").c_str(), flags);
     if (cc == nullptr) {
-      tried += std::string("\n  ") + dlerror();
+      tried += std::string("\n  ") + dlerror();  // NOLINT(concurrency-mt-unsafe): glibc keeps it per thread
       dlclose(framework);
       continue;
     }

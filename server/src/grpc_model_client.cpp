@@ -46,14 +46,13 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& target) {
 model_error to_error(const grpc::Status& status) {
   const std::string message = "model server: " + status.error_message();
   switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      return {model_failure::unavailable, message};
     // This client cancels none of its calls (its deadlines come back as DEADLINE_EXCEEDED),
     // so CANCELLED is the server's doing: a model server shutting down cancels the calls it
     // has not answered when its grace period ends (grpc::Server::Shutdown(deadline)). Seen on
     // the cluster when a model-server pod was deleted under load: an outage (503), not an
     // error of the model (502).
     case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::UNAVAILABLE:
       return {model_failure::unavailable, message};
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return {model_failure::timeout, "model server did not answer in time"};
