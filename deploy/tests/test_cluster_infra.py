@@ -64,14 +64,24 @@ def test_a_pod_runs_a_project_image_and_reaches_a_service_by_its_dns_name():
             "--port=8000", "--labels=app=server", "--expose")
     kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/server", "--timeout=120s")
     script = (
-        "import json, socket, urllib.request\n"
+        "import json, socket, time, urllib.request\n"
         f"name = 'server.{NAMESPACE}.svc.cluster.local'\n"
         "address = socket.gethostbyname(name)\n"
         "request = urllib.request.Request('http://server:8000/convert', data=b'{\"fahrenheit\": [212]}',\n"
         "                                 headers={'Content-Type': 'application/json'})\n"
-        "with urllib.request.urlopen(request, timeout=10) as response:\n"
-        "    body = json.load(response)\n"
-        "print(json.dumps({'address': address, 'body': body, 'kubernetes':\n"
+        # A Service just created: kube-proxy programs it within seconds, not at once.
+        "errors, deadline = [], time.monotonic() + 60\n"
+        "while True:\n"
+        "    try:\n"
+        "        with urllib.request.urlopen(request, timeout=10) as response:\n"
+        "            body = json.load(response)\n"
+        "        break\n"
+        "    except OSError as error:\n"
+        "        errors.append(repr(error))\n"
+        "        if time.monotonic() > deadline:\n"
+        "            raise SystemExit(f'{errors} (addresses of server: {socket.getaddrinfo(\"server\", 8000)})')\n"
+        "        time.sleep(1)\n"
+        "print(json.dumps({'address': address, 'body': body, 'errors_before': errors, 'kubernetes':\n"
         "                  socket.gethostbyname('kubernetes.default.svc.cluster.local')}))\n"
         "try:\n"
         "    socket.gethostbyname('celsius-outside-name.example')\n"
@@ -88,7 +98,7 @@ def test_a_pod_runs_a_project_image_and_reaches_a_service_by_its_dns_name():
     assert result["body"]["celsius"] == [100]
     assert "outside name not resolved" in log, "CoreDNS must not forward names outside the cluster"
     print(f"pod ran {LOADTEST_IMAGE}; server.{NAMESPACE} -> {service_ip}; /convert 212 F -> 100 C from "
-          f"app {result['body']['app_id']}; {log.splitlines()[1]}")
+          f"app {result['body']['app_id']} (failed attempts first: {result['errors_before']}); {log.splitlines()[1]}")
 
 
 def test_the_metrics_api_serves_node_and_pod_usage():
