@@ -74,6 +74,10 @@ if [[ "${1:-}" == --cluster ]]; then
   cluster_job "$@"
 fi
 
+if [[ " $* " == *" --help "* || " $* " == *" -h "* ]]; then  # the options, without installing or building
+  bin="$("$root/scripts/python-env.sh" "$root/loadtest/requirements.txt")"
+  PYTHONPATH="$root/loadtest/src" exec "$bin/python" -m celsius_loadtest run --help
+fi
 "$root/scripts/install-deps.sh" bench
 "$root/scripts/install-tools.sh" vegeta >/dev/null
 # The virtualenv first: celsius-model-server is built against its tensorflow-cpu wheel's C API.
