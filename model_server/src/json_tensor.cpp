@@ -1,6 +1,7 @@
 #include "json_tensor.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <rapidjson/document.h>
 #include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
@@ -247,15 +248,6 @@ status add_instance_item(const rapidjson::Value& item, const std::string& name, 
   return {};
 }
 
-std::string join(const std::set<std::string>& names) {
-  std::string text;
-  for (const auto& n : names) {
-    if (!text.empty()) text += ',';
-    text += n;
-  }
-  return text;
-}
-
 status fill_from_instances(const rapidjson::Value& instances, const input_map& inputs, tensor_map& tensors) {
   const auto is_element_object = [](const rapidjson::Value& v) { return v.IsObject() && !is_base64_object(v); };
   if (!instances[0].IsObject() && inputs.size() > 1) {
@@ -289,7 +281,7 @@ status fill_from_instances(const rapidjson::Value& instances, const input_map& i
         return invalid_argument(
             fmt::format("Failed to process element: {} of 'instances' list. JSON object: {} must "
                         "only have keys: {}",
-                        count, json_value_to_string(element), join(input_names)));
+                        count, json_value_to_string(element), fmt::join(input_names, ",")));
       }
     } else {
       if (is_element_object(element)) {

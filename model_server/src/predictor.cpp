@@ -1,6 +1,7 @@
 #include "predictor.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -20,15 +21,6 @@ std::set<std::string> keys(const Map& map) {
   std::set<std::string> out;
   for (const auto& [k, v] : map) out.insert(k);
   return out;
-}
-
-std::string join(const std::set<std::string>& names) {
-  std::string text;
-  for (const auto& n : names) {
-    if (!text.empty()) text += ',';
-    text += n;
-  }
-  return text;
 }
 
 std::set<std::string> difference(const std::set<std::string>& a, const std::set<std::string>& b) {
@@ -77,15 +69,15 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
     return invalid_argument(fmt::format(
         "input size does not match signature: {}!={} len({{{}}}) != len({{{}}}). Sent extra: {{{}}}. Missing but "
         "required: {{{}}}.",
-        request.inputs().size(), def.inputs().size(), join(sent), join(expected), join(difference(sent, expected)),
-        join(difference(expected, sent))));
+        request.inputs().size(), def.inputs().size(), fmt::join(sent, ","), fmt::join(expected, ","),
+        fmt::join(difference(sent, expected), ","), fmt::join(difference(expected, sent), ",")));
   }
   for (const auto& [alias, proto] : request.inputs()) {
     if (def.inputs().count(alias) == 0) {
       return invalid_argument(
           fmt::format("input tensor alias not found in signature: {}. Inputs expected to be in "
                       "the set {{{}}}.",
-                      alias, join(keys(def.inputs()))));
+                      alias, fmt::join(keys(def.inputs()), ",")));
     }
   }
   auto task = std::make_unique<run_task>();
@@ -129,7 +121,7 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
       return invalid_argument(
           fmt::format("output tensor alias not found in signature: {} Outputs expected to be in "
                       "the set {{{}}}.",
-                      alias, join(keys(def.outputs()))));
+                      alias, fmt::join(keys(def.outputs()), ",")));
     }
     if (!seen.insert(alias).second) return invalid_argument("duplicate output tensor alias: " + alias);
     outputs.push_back(&it->second);
