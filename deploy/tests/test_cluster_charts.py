@@ -197,8 +197,7 @@ def test_3b_the_hpa_scales_out_under_load_and_back_in():
     run = HPA_RUNS[driver]
     print(f"the {driver} scenario drives the HPA here")
     assert run.timeline.max_replicas(RELEASE) >= 2, f"{driver}: replicas stayed at {run.timeline.max_replicas(RELEASE)}"
-    assert run.result.requests and all(
-        n == 0 for n in run.result.failures.values()) or True  # failures are check 4/5's subject, printed above
+    assert sum(run.result.requests.values()) > 0  # failures are check 4/5's subject; 3a printed them
     started = time.monotonic()
     samples = timeline()
     try:

@@ -89,6 +89,7 @@ def test_the_timeline_has_every_deployment_and_the_node_in_every_scenario(run_di
         assert {f"locust-{scenario}-master", f"locust-{scenario}-worker"} <= jobs, jobs
         server = rows[(rows["kind"] == "Deployment") & (rows["name"] == "celsius")]
         assert set(server["hpa_target_pct"]) == {50}  # the chart's default HPA, read from the cluster
+        # Certain because the job waits for the metrics API before its first scenario.
         assert server["cpu_m"].notna().any(), "no CPU figure from the metrics API"
         node = rows[rows["kind"] == "Node"]
         assert set(node["cpu_request_m"]) == {2000.0} or len(set(node["cpu_request_m"])) == 1
@@ -118,6 +119,9 @@ def test_run_json_names_the_command_and_the_clusters_versions(run_dir):
     cluster = meta["cluster"]
     assert cluster["kubernetes_server"] == "v1.34.2" and cluster["kubectl"] == "v1.34.2"
     assert cluster["helm"].startswith("v3.")
+    # The job waited for the metrics API before its first scenario (what makes the CPU figures of
+    # every scenario above certain, also on a 5 s scenario).
+    assert cluster["metrics_wait_s"] is not None and cluster["metrics_wait_s"] >= 0
     assert cluster["nodes"][0]["kubelet"] == "v1.34.2" and cluster["nodes"][0]["container_runtime"].startswith(
         "containerd://")
     assert cluster["celsius_sets"] == ["tfServing.image.repository=celsius/model-server"]

@@ -3,7 +3,9 @@ the distributed locust chart, the autoscaling recorded, the report written.
 
 1. Installs the celsius chart (release `celsius`, its defaults apart from the `--celsius-set`
    values: on the local cluster, the image of the project's model server) and waits for it.
-2. Starts the timeline (`kube.Timeline`): every `--sample-seconds`, each Deployment's and Job's
+2. Waits (at most `--metrics-wait` seconds) until the metrics API has a CPU figure for every pod
+   and the HPA a current utilisation, so the timeline has CPU from the first scenario on.
+   Then starts the timeline (`kube.Timeline`): every `--sample-seconds`, each Deployment's and Job's
    pods, ready pods, the HPA's desired replicas and CPU utilisation, the CPU utilisation
    computed from the metrics API, the node's CPU, and each service replica's answers per route
    from its own counters (read through the API server's proxy).
@@ -124,6 +126,38 @@ def wait_settled(kube: Kube, namespace: str, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def metrics_ready(kube: Kube, namespace: str) -> bool:
+    """The metrics API has a figure for every running pod of the namespace, and every HPA of the
+    namespace has computed its current CPU utilisation (status.currentMetrics). A new pod has
+    neither for its first 15-60 s: metrics-server scrapes the kubelet every 15 s (its
+    --metric-resolution) and needs two scrapes for a rate; the HPA controller syncs every 15 s."""
+    pods = {p["metadata"]["name"] for p in kube.json("-n", namespace, "get", "pods")["items"]
+            if p.get("status", {}).get("phase") == "Running"}
+    measured = {m["metadata"]["name"] for m in json.loads(
+        kube.raw(f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"))["items"]}
+    if not pods or not pods <= measured:
+        return False
+    for hpa in kube.json("-n", namespace, "get", "hpa")["items"]:
+        current = [m for m in hpa.get("status", {}).get("currentMetrics") or []
+                   if m.get("type") == "Resource" and m["resource"]["name"] == "cpu"]
+        if not current or current[0]["resource"]["current"].get("averageUtilization") is None:
+            return False
+    return True
+
+
+def wait_metrics(kube: Kube, namespace: str, timeout: float) -> float | None:
+    """Until metrics_ready(); the seconds waited, or None when `timeout` passed first (the run goes
+    on: its timeline then starts without CPU figures)."""
+    started = time.monotonic()
+    try:
+        wait_until("the metrics API and the HPA to report every pod", lambda: metrics_ready(kube, namespace),
+                   timeout, interval=3)
+    except TimeoutError as error:
+        log(f"warning: {error}; the timeline starts without CPU figures")
+        return None
+    return time.monotonic() - started
+
+
 def progress_line(timeline: Timeline) -> str:
     """The latest sample of each Deployment: pods (ready) and the HPA's utilisation."""
     latest: dict[str, object] = {}
@@ -224,6 +258,9 @@ def run(args: argparse.Namespace) -> Path:
         installed_s = time.monotonic() - install_started
         info = service_info(kube, ns)
         log(f"installed in {installed_s:.0f} s: service {info.get('version')}, app_id {info.get('app_id')}")
+        metrics_s = wait_metrics(kube, ns, args.metrics_wait) if args.metrics_wait > 0 else None
+        if metrics_s is not None:
+            log(f"the metrics API and the HPA report every pod after {metrics_s:.0f} s")
         timeline = Timeline(ClusterSource(kube, ns, SERVER_SELECTOR), args.sample_seconds).start()
         windows = {}
         settled = {}
@@ -248,6 +285,7 @@ def run(args: argparse.Namespace) -> Path:
                 "hpas": hpas(kube, ns),
                 "images": sorted({i for w in windows.values() for i in w["images"]}),
                 "install_s": round(installed_s, 1),
+                "metrics_wait_s": round(metrics_s, 1) if metrics_s is not None else None,
                 "sample_seconds": args.sample_seconds,
                 "settle_s": settled or None,
                 "scenario_windows": windows,
@@ -321,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="before each scenario, wait up to this many seconds for every HPA to be back at its "
                              "minimum (default 0: no wait; Kubernetes' scale-down window is 300 s)")
     parser.add_argument("--install-timeout", default="10m", help="helm install --timeout (default 10m)")
+    parser.add_argument("--metrics-wait", type=float, default=180,
+                        help="after the install, wait up to this many seconds until the metrics API has a CPU "
+                             "figure for every pod and the HPA a current utilisation, so the timeline has CPU "
+                             "from the first scenario on (default 180; 0: no wait)")
     parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
     parser.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
     return parser

@@ -450,11 +450,19 @@ class LocustJob:
                        "run.failOnErrors=false", f"run.expectWorkersMaxWaitSeconds={expect_workers_wait_s}", *sets]
         kube.helm("install", release, str(CHARTS / "locust"), "-n", namespace,
                   *[arg for s in self.values for arg in ("--set", s)])
-        self.master_selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=master"
+        # This install's own master Job, by its UID: a pod of an earlier release with the same name
+        # (a finished master still being garbage-collected) has the same labels but another Job.
+        master_job = kube.json("-n", namespace, "get", "jobs", "-l",
+                               f"app.kubernetes.io/instance={release},app.kubernetes.io/component=master")["items"]
+        if len(master_job) != 1:
+            raise CommandError(f"{release}: expected one master Job, found {len(master_job)}")
+        # The label the Job controller puts on the pods it creates (Kubernetes >= 1.27).
+        self.master_selector = f"batch.kubernetes.io/controller-uid={master_job[0]['metadata']['uid']}"
 
     def master_pod(self) -> str:
+        """The master's pod ("" until the Job controller has created it)."""
         return self.kube.kubectl("-n", self.namespace, "get", "pods", "-l", self.master_selector, "-o",
-                                 "jsonpath={.items[0].metadata.name}")
+                                 "jsonpath={.items[0].metadata.name}", check=False)
 
     def log(self) -> str:
         return self.kube.kubectl("-n", self.namespace, "logs", self.master_pod(), check=False)
@@ -485,7 +493,12 @@ class LocustJob:
         return [*written, log_path]
 
     def result(self, timeout: float = 600) -> LocustResult:
+        """The run's totals once it is over; CommandError with the master's log when Locust made no
+        request (its pod then ends at once, without files to read)."""
         pod = self.wait_finished(timeout)
+        text = self.log()
+        if "before any request" in text:
+            raise CommandError(f"{self.release}: Locust made no request; the master's log:\n{text[-3000:]}")
         requests, failures, rps = {}, {}, {}
         for row in csv.DictReader(io.StringIO(self.read(pod, "_stats.csv"))):
             if row["Name"] != "Aggregated":
@@ -497,5 +510,7 @@ class LocustJob:
         return LocustResult(requests, failures, rps, errors, self.kube.kubectl("-n", self.namespace, "logs", pod))
 
     def uninstall(self) -> None:
-        """The release and its Jobs (their pods go with them: background deletion)."""
-        self.kube.helm("uninstall", self.release, "-n", self.namespace, "--wait", "--timeout", "2m", check=False)
+        """The release, its Jobs and their pods: foreground deletion, so when this returns no pod
+        of the release is left (a next release of the same name cannot see them)."""
+        self.kube.helm("uninstall", self.release, "-n", self.namespace, "--cascade", "foreground", "--wait",
+                       "--timeout", "2m", check=False)
