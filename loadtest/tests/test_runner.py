@@ -93,9 +93,13 @@ def test_run_json_records_what_locust_and_the_stack_used(run_dir):
 
 
 def test_no_machine_paths_in_the_files_a_run_commits(run_dir):
-    """The runner was given absolute paths (--results, --binary): none reaches run.json, sweep.json,
-    sweep.csv or report.md."""
-    for name in ("run.json", "sweep.json", "sweep.csv", "report.md"):
+    """The runner was given absolute paths (--results, --binary) and ran its servers from a scratch
+    folder: none reaches run.json, sweep.json, sweep.csv, report.md or the logs it keeps (the
+    model server logs where TensorFlow came from and its --model_base_path)."""
+    logs = sorted(run_dir.glob("*.log"))
+    assert "model-server.log" in {p.name for p in logs}
+    assert "<scratch>/f2c" in (run_dir / "model-server.log").read_text()  # its base path, as a placeholder
+    for name in ("run.json", "sweep.json", "sweep.csv", "report.md", *(p.name for p in logs)):
         text = (run_dir / name).read_text()
         for machine_path in (str(REPO), str(run_dir.parent), "/tmp/"):
             assert machine_path not in text, (name, machine_path)

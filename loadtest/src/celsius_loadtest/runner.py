@@ -47,6 +47,7 @@ from celsius_loadtest.stack import (
     log,
     model_server_command,
     repo_relative,
+    scrub_logs,
     scrub_paths,
     start_model_server,
     start_service,
@@ -234,6 +235,7 @@ def run(args: argparse.Namespace) -> Path:
     finally:
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)
+        scrub_logs(out, work)
 
     from celsius_loadtest.report import write_report
 

@@ -56,6 +56,20 @@ def scrub_paths(text: str) -> str:
     return _MACHINE_PATH.sub("<path>", text)
 
 
+def scrub_logs(folder: Path, scratch: Path) -> list[Path]:
+    """Every `*.log` in `folder` through `scrub_paths`, the scratch folder first shown as
+    `<scratch>`, so the logs a run keeps can be committed (the model server logs the TensorFlow it
+    loaded and its --model_base_path). The files changed."""
+    changed = []
+    for path in sorted(folder.glob("*.log")):
+        original = path.read_text(errors="replace")
+        text = scrub_paths(original.replace(str(scratch), "<scratch>"))
+        if text != original:
+            path.write_text(text)
+            changed.append(path)
+    return changed
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
