@@ -14,6 +14,7 @@
 #   scripts/run.sh --duration 30s --users 8 --scenarios native,model
 #   scripts/run.sh --scenarios none --sweep native,model-grpc      # the sweep alone
 #   scripts/run.sh --help
+# Wrong options are refused (exit 2) before anything is installed, built or started.
 #
 # On Kubernetes (deploy/README.md, "The main job on the cluster"):
 #   scripts/run.sh --cluster [--down] [options]
@@ -42,6 +43,8 @@ cluster_job() {
   if [[ " ${args[*]} " == *" --help "* || " ${args[*]} " == *" -h "* ]]; then
     PYTHONPATH="$root/loadtest/src" exec "${python[@]}" --help
   fi
+  # Wrong options fail now, not after the images, the cluster and the imports.
+  PYTHONPATH="$root/loadtest/src" "${python[@]}" "${args[@]}" --check-options
   local job_pid=""
   # The job runs in the background so that this shell can pass a Ctrl-C or SIGTERM on to it
   # (it then uninstalls its releases) and take the cluster down after it with --down.
@@ -78,6 +81,9 @@ if [[ " $* " == *" --help "* || " $* " == *" -h "* ]]; then  # the options, with
   bin="$("$root/scripts/python-env.sh" "$root/loadtest/requirements.txt")"
   PYTHONPATH="$root/loadtest/src" exec "$bin/python" -m celsius_loadtest run --help
 fi
+# Wrong options fail now, not after the packages, the tools and the build.
+bin="$("$root/scripts/python-env.sh" "$root/loadtest/requirements.txt")"
+PYTHONPATH="$root/loadtest/src" "$bin/python" -m celsius_loadtest run "$@" --check-options
 "$root/scripts/install-deps.sh" bench
 "$root/scripts/install-tools.sh" vegeta >/dev/null
 # The virtualenv first: celsius-model-server is built against its tensorflow-cpu wheel's C API.

@@ -11,9 +11,9 @@
 #         model_server/README.md), bounded libFuzzer run (CELSIUS_FUZZ_SECONDS, default 60).
 # python: ruff; the SavedModel export; celsius-model-server against the official TF Serving
 #         client (protocols, versions, batching, payloads; real TensorFlow); scripts that start
-#         processes leave none (scripts/tests); the locustfile with real Locust, the report
-#         generator, the sweep's step logic, the whole main job end to end (Locust scenarios
-#         and a short capacity sweep with vegeta).
+#         processes leave none, run.sh checks its options first (scripts/tests); the locustfile
+#         with real Locust, the report generator, the sweep's step logic, the whole main job end
+#         to end (Locust scenarios and a short capacity sweep with vegeta).
 # charts: helm lint --strict, rendered-manifest tests, values schema, kubeconform, kube-score;
 #         actionlint on the GitHub workflow.
 # images: hadolint, every image built with Docker (engine started if needed), containers run
@@ -140,7 +140,7 @@ stage_python() {
     CELSIUS_MODEL_SERVER_BINARY="$root/build/release/celsius-model-server" \
     "$bin/pytest" -q -p no:warnings model_server/tests | tee -a "$log"
 
-  step "scripts that start processes leave none behind (run briefly; end, SIGINT, SIGTERM)"
+  step "scripts that start processes leave none behind (run briefly; end, SIGINT, SIGTERM); run.sh refuses wrong options first"
   CELSIUS_PYTHON="$bin/python" "$bin/pytest" -q scripts/tests | tee -a "$log"
 
   step "load test: locustfile, report generator, sweep logic, the main job end to end (real Locust, vegeta, service, model server)"

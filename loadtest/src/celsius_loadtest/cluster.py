@@ -45,7 +45,7 @@ from celsius_loadtest.kube import (
     Timeline,
     wait_until,
 )
-from celsius_loadtest.runner import SCENARIOS, _names, machine, parse_duration
+from celsius_loadtest.runner import SCENARIOS, _names, add_locust_arguments, machine
 from celsius_loadtest.stack import REPO, log, repo_relative, scrub_paths
 
 RELEASE = "celsius"  # the locust chart's targetHost default is http://celsius:8000
@@ -336,13 +336,7 @@ def locust_version(out: Path, scenarios: list[str]) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m celsius_loadtest cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    locust = parser.add_argument_group("Locust scenarios (the local job's defaults)")
-    locust.add_argument("--duration", type=parse_duration, default=parse_duration("60s"),
-                        help="Locust run time per scenario (default 60s)")
-    locust.add_argument("--users", type=int, default=16, help="Locust users per scenario (default 16)")
-    locust.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
-    locust.add_argument("--scenarios", default="native,model,mixed",
-                        help="comma-separated, from: native, model, mixed (default: all three)")
+    locust = add_locust_arguments(parser, "Locust scenarios (the local job's defaults)")
     locust.add_argument("--workers", type=int, default=2, help="Locust workers (default 2; the master is one more pod)")
     locust.add_argument("--workers-wait", type=int, default=300,
                         help="seconds the master waits for all workers to connect (default 300)")
@@ -365,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "from the first scenario on (default 180; 0: no wait)")
     parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
     parser.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
+    parser.add_argument("--check-options", action="store_true",
+                        help="check the options and exit (scripts/run.sh does, before it installs, builds or "
+                             "starts anything)")
     return parser
 
 
@@ -383,6 +380,8 @@ def main(argv: list[str]) -> int:
         return 2
     if args.spawn_rate is None:
         args.spawn_rate = float(args.users)
+    if args.check_options:
+        return 0
     if args.celsius_set is None:
         args.celsius_set = list(LOCAL_IMAGE_SETS)
     args.command_line = scrub_paths(os.environ.get("CELSIUS_RUN_COMMAND")

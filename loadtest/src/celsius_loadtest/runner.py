@@ -244,16 +244,24 @@ def run(args: argparse.Namespace) -> Path:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m celsius_loadtest run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    locust = parser.add_argument_group("Locust scenarios")
+def add_locust_arguments(parser: argparse.ArgumentParser, title: str, none_allowed: str = "") -> argparse._ArgumentGroup:
+    """The Locust options both jobs share (this local one and `cluster`), with the same defaults:
+    --duration, --users, --spawn-rate, --scenarios. `none_allowed` is added to --scenarios' help
+    where `none` is accepted."""
+    locust = parser.add_argument_group(title)
     locust.add_argument("--duration", type=parse_duration, default=parse_duration("60s"),
                         help="Locust run time per scenario (default 60s)")
     locust.add_argument("--users", type=int, default=16, help="Locust users per scenario (default 16)")
     locust.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
     locust.add_argument("--scenarios", default="native,model,mixed",
-                        help="comma-separated, from: native, model, mixed; or none (default: all three)")
+                        help=f"comma-separated, from: native, model, mixed{none_allowed} (default: all three)")
+    return locust
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m celsius_loadtest run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_locust_arguments(parser, "Locust scenarios", "; or none")
     capacity = parser.add_argument_group("capacity sweep")
     capacity.add_argument("--sweep", default=",".join(sweep.CONFIGURATION_NAMES),
                           help=f"configurations, comma-separated, from: {', '.join(sweep.CONFIGURATION_NAMES)}; "
@@ -278,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="celsius-server --log-level during the run (default warn: no per-request log lines)")
     parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
     parser.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
+    parser.add_argument("--check-options", action="store_true",
+                        help="check the options and exit (scripts/run.sh does, before it installs, builds or "
+                             "starts anything)")
     return parser
 
 
@@ -302,6 +313,8 @@ def main(argv: list[str]) -> int:
         return 2
     if args.spawn_rate is None:
         args.spawn_rate = args.users
+    if args.check_options:
+        return 0
     # scripts/run.sh names itself; run directly, this module is the command.
     args.command_line = scrub_paths(os.environ.get("CELSIUS_RUN_COMMAND")
                                     or "python -m celsius_loadtest run " + " ".join(argv))
