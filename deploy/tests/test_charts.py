@@ -229,7 +229,7 @@ def test_service_reaches_tf_serving_by_service_dns_over_grpc():
 def test_request_coalescing_is_a_value_with_the_services_defaults():
     env = env_of(container(server_deployment(render()), "server"))
     assert (env["CELSIUS_MODEL_BATCH_MAX_VALUES"], env["CELSIUS_MODEL_BATCH_TIMEOUT_US"],
-            env["CELSIUS_MODEL_BATCH_MAX_INFLIGHT"]) == ("256", "0", "2")
+            env["CELSIUS_MODEL_BATCH_MAX_INFLIGHT"]) == ("256", "0", "1")
     off = env_of(container(server_deployment(render("celsius", "server.modelCoalescing.maxValues=0",
                                                     "server.modelCoalescing.maxInflight=4")), "server"))
     assert (off["CELSIUS_MODEL_BATCH_MAX_VALUES"], off["CELSIUS_MODEL_BATCH_MAX_INFLIGHT"]) == ("0", "4")

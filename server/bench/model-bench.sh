@@ -30,7 +30,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 server_dir="$(dirname "$here")"
 repo="$(dirname "$server_dir")"
-duration=10 rounds=3 connections=64 model_server_path="" only="" binary="$repo/build/release/celsius-server" batch_values=256 batch_timeout=0 batch_inflight=2
+duration=10 rounds=3 connections=64 model_server_path="" only="" binary="$repo/build/release/celsius-server" batch_values=256 batch_timeout=0 batch_inflight=1
 while (($#)); do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;

@@ -38,7 +38,7 @@ struct config {
   // merged calls in flight at once. Defaults from bench/model-bench.sh (server/README.md).
   std::size_t model_batch_max_values = 256;
   std::uint32_t model_batch_timeout_us = 0;
-  std::uint32_t model_batch_max_inflight = 2;
+  std::uint32_t model_batch_max_inflight = 1;
 };
 
 // Where the model server is: `grpc://HOST:PORT` (TF Serving's gRPC API) or

@@ -21,6 +21,7 @@
 #include "errors.hpp"
 #include "json_write.hpp"
 #include "logging.hpp"
+#include "loop_post.hpp"
 #include "model_gateway.hpp"
 #include "request_head.hpp"
 #include "version.hpp"
@@ -87,7 +88,8 @@ auto async_predict(model_gateway& gateway, std::span<const double> fahrenheit, c
         auto state = std::make_shared<pending>(pending{std::move(handler), asio::make_work_guard(ex)});
         gateway.predict(fahrenheit, [state](predict_result result) {
           const executor loop = state->work.get_executor();
-          asio::post(loop, [state, result = std::move(result)]() mutable {
+          // One post per loop for all the members of a merged call (loop_post.hpp).
+          post_to_loop(loop, [state, result = std::move(result)]() mutable {
             auto resume = std::move(state->resume);
             state->work.reset();
             resume(std::move(result));

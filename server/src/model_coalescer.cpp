@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include "loop_post.hpp"
+
 namespace celsius {
 
 template <std::size_t N>
@@ -169,7 +171,10 @@ void request_coalescer::complete(const std::shared_ptr<batch>& b, predict_result
       offset += m->count;
     }
   }
-  for (auto& [m, answer] : answers) m->done(std::move(answer));
+  {
+    const batched_posts posts;  // the members' hand-offs to their event loops: one post per loop
+    for (auto& [m, answer] : answers) m->done(std::move(answer));
+  }
   std::unique_lock lock(mutex_);
   --batches_in_flight_;
   outstanding_ -= answers.size() + 1;

@@ -95,8 +95,7 @@ void model_gateway::send(std::span<const double> fahrenheit, model_client::clock
     breaker_.record(error == nullptr || !is_outage(error->kind), circuit_breaker::clock::now());
     done(std::move(result));
     std::lock_guard lock(mutex_);
-    --in_flight_;
-    cv_.notify_all();
+    if (--in_flight_ == 0) idle_cv_.notify_all();
   });
 }
 
@@ -150,7 +149,7 @@ std::int64_t model_gateway::known_version() const {
 
 void model_gateway::wait_idle() {
   std::unique_lock lock(mutex_);
-  cv_.wait(lock, [this] { return in_flight_ == 0; });
+  idle_cv_.wait(lock, [this] { return in_flight_ == 0; });
 }
 
 void model_gateway::poll_loop() {
@@ -163,7 +162,7 @@ void model_gateway::poll_loop() {
     client_->status([this, &answer](model_status status) {
       std::lock_guard guard(mutex_);
       answer = std::move(status);
-      --in_flight_;
+      if (--in_flight_ == 0) idle_cv_.notify_all();
       cv_.notify_all();
     });
     lock.lock();

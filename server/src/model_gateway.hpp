@@ -119,7 +119,11 @@ class model_gateway {
   std::unique_ptr<request_coalescer> coalescer_;  // null when coalescing is off
 
   mutable std::mutex mutex_;  // guards the fields below
-  std::condition_variable cv_;
+  // Two conditions, so that a Predict call's completion wakes nobody but a waiter for
+  // idleness: with one, every completion woke the status poller, a context switch per
+  // call on the service's core (4 % of its CPU with coalescing over gRPC, `perf record`).
+  std::condition_variable cv_;       // the poller: its status answer, or stopping_
+  std::condition_variable idle_cv_;  // in_flight_ reached 0 (wait_idle)
   bool available_ = false;
   std::string reason_;
   std::int64_t version_ = 0;
