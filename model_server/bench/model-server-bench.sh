@@ -17,7 +17,11 @@
 # is the model server's context switches (voluntary + involuntary, every thread) per request.
 # Goals (issue 12): unbatched at most 3x, batched with 64 callers at most 1x.
 #
+# --baseline BINARY runs every setting again with another celsius-model-server build (rows
+# "before/<setting>"), e.g. one built from the main branch: before and after in one run.
+#
 # Usage: model_server/bench/model-server-bench.sh [--duration 10] [--settings defaults,caller_thread]
+#                                                 [--baseline BINARY]
 # Needs: wrk, taskset, curl, a release build, the project's .venv (scripts/python-env.sh).
 set -euo pipefail
 
@@ -25,10 +29,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 duration=10
 settings="defaults,caller_thread"
+baseline=""
 while (($#)); do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
     --settings) settings="$2"; shift 2 ;;
+    --baseline) baseline="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -74,8 +80,9 @@ tf_caller_cpu="$(sed -nE 's/^batch_size=1 .* cpu_us_per_run=([0-9.]+).*/\1/p' "$
 printf 'max_batch_size { value: 256 }\nbatch_timeout_micros { value: 0 }\nmax_enqueued_batches { value: 1000000 }\nnum_batch_threads { value: 1 }\n' \
   >"$work/batching.config"
 
+server_binary="$bin/celsius-model-server"
 start_model() {  # [extra flags...]; sets model_pid grpc_port rest_port
-  "$bin/celsius-model-server" --port 0 --rest_api_port 0 --celsius_free_ports --celsius_bind_address 127.0.0.1 \
+  "$server_binary" --port 0 --rest_api_port 0 --celsius_free_ports --celsius_bind_address 127.0.0.1 \
     --model_name f2c --model_base_path "$work/f2c" --rest_api_num_threads 4 "$@" >"$work/model.log" 2>&1 &
   model_pid=$!; pids+=("$model_pid")
   taskset -pc 0 "$model_pid" >/dev/null
@@ -115,22 +122,30 @@ measure() {  # kind(grpc|rest) connections
 : >"$work/results"
 : >"$work/batch_sizes"
 IFS=, read -ra setting_list <<<"$settings"
+runs=()  # interleaved: before/defaults, defaults, before/caller_thread, caller_thread
 for setting in "${setting_list[@]}"; do
+  [[ -z "$baseline" ]] || runs+=("before/$setting")
+  runs+=("$setting")
+done
+for label in "${runs[@]}"; do
+  setting="${label#before/}"
+  server_binary="$bin/celsius-model-server"
+  [[ "$label" != before/* ]] || server_binary="$baseline"
   read -ra flags <<<"$(session_flags "$setting")"
   start_model "${flags[@]}"
   measure grpc 2 >/dev/null; measure rest 2 >/dev/null  # warm-up
-  for kind in grpc rest; do echo "$setting $kind $(measure "$kind" 8)" >>"$work/results"; tail -1 "$work/results" >&2; done
+  for kind in grpc rest; do echo "$label $kind $(measure "$kind" 8)" >>"$work/results"; tail -1 "$work/results" >&2; done
   stop_model
   start_model "${flags[@]}" --enable_batching --batching_parameters_file "$work/batching.config" \
     --monitoring_config_file <(printf 'prometheus_config { enable: true }\n')
   measure grpc 8 >/dev/null
   m0="$(curl -s "http://127.0.0.1:$rest_port/monitoring/prometheus/metrics")"
   for kind in grpc rest; do
-    echo "$setting $kind-batched $(measure "$kind" 64)" >>"$work/results"; tail -1 "$work/results" >&2
+    echo "$label $kind-batched $(measure "$kind" 64)" >>"$work/results"; tail -1 "$work/results" >&2
   done
   m1="$(curl -s "http://127.0.0.1:$rest_port/monitoring/prometheus/metrics")"
   stop_model
-  python3 - "$setting" "$m0" "$m1" >>"$work/batch_sizes" <<'PY'
+  python3 - "$label" "$m0" "$m1" >>"$work/batch_sizes" <<'PY'
 import re, sys
 def metric(text, name):
     m = re.search(re.escape(name) + r" ([0-9.e+]+)", text)
@@ -151,10 +166,10 @@ tf_cpu, tf_wall, tf_caller, duration = float(sys.argv[2]), float(sys.argv[3]), f
 print(f"model-server-bench.sh --duration {duration}: model server on CPU 0, load (celsius-grpc-load, wrk) on CPU 1")
 print(f"reference TF_SessionRun, one value: {tf_cpu:.1f} us CPU per run ({tf_wall:.1f} us wall); "
       f"in the caller's thread (inter_op -1): {tf_caller:.1f} us CPU")
-print(f"{'setting':14} {'target':13} {'callers':>7} {'req/s':>8} {'CPU us/req':>11} {'x tf_run':>9} {'cs/req':>7} {'errors':>7}")
+print(f"{'setting':22} {'target':13} {'callers':>7} {'req/s':>8} {'CPU us/req':>11} {'x tf_run':>9} {'cs/req':>7} {'errors':>7}")
 callers = {"grpc": 8, "rest": 8, "grpc-batched": 64, "rest-batched": 64}
 for setting, name, requests, rps, cpu, errors, switches in rows:
-    print(f"{setting:14} {name:13} {callers[name]:>7} {float(rps):>8.0f} {float(cpu):>11.1f} "
+    print(f"{setting:22} {name:13} {callers[name]:>7} {float(rps):>8.0f} {float(cpu):>11.1f} "
           f"{float(cpu) / tf_cpu:>8.2f}x {float(switches):>7.2f} {errors:>7}")
 PY
 cat "$work/batch_sizes"
