@@ -2,6 +2,9 @@
 // Reports wall time and process CPU time (all of TensorFlow's threads) per run, for each
 // batch size. model-server-bench.sh runs it next to the server, pinned the same way.
 //   celsius-tf-run-bench --model_dir BASE/1 [--seconds 3] [--batch_sizes 1,64] [--signature serving_default]
+//                        [--intra_op_parallelism 0] [--inter_op_parallelism 0]
+// The two parallelism options are tensorflow.ConfigProto's fields (0: TensorFlow's defaults;
+// a negative inter_op runs each TF_SessionRun in the calling thread).
 #include <time.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +15,7 @@
 
 #include "saved_model.hpp"
 #include "tensor_codec.hpp"
+#include "tensorflow_meta_graph.pb.h"
 #include "tf_api.hpp"
 
 namespace {
@@ -29,11 +33,15 @@ int main(int argc, char** argv) {
   std::string model_dir, signature = "serving_default";
   double seconds = 3;
   std::vector<std::int64_t> batch_sizes{1, 64};
+  int intra_op = 0, inter_op = 0;
   CLI::App app{"TF_SessionRun microbenchmark (CPU and wall time per run)"};
   app.add_option("--model_dir", model_dir, "A version folder of the SavedModel")->required();
   app.add_option("--seconds", seconds, "Measuring time per batch size");
   app.add_option("--batch_sizes", batch_sizes, "Values per run")->delimiter(',');
   app.add_option("--signature", signature, "Signature to run (one input, one output)");
+  app.add_option("--intra_op_parallelism", intra_op, "ConfigProto.intra_op_parallelism_threads (0: default)");
+  app.add_option("--inter_op_parallelism", inter_op,
+                 "ConfigProto.inter_op_parallelism_threads (0: default; negative: the caller's thread)");
   CLI11_PARSE(app, argc, argv);
 
   std::string error;
@@ -43,7 +51,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<saved_model> model;
-  if (status s = saved_model::load(*tf, model_dir, {"serve"}, "", model); !s.ok()) {
+  tensorflow::ConfigProto config;
+  config.set_intra_op_parallelism_threads(intra_op);
+  config.set_inter_op_parallelism_threads(inter_op);
+  if (status s = saved_model::load(*tf, model_dir, {"serve"}, config.SerializeAsString(), model); !s.ok()) {
     std::cerr << "load failed: " << s.message() << "\n";
     return 1;
   }
@@ -56,7 +67,8 @@ int main(int argc, char** argv) {
   const tensor_binding* output = &sig->outputs.begin()->second;
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> temps(-459.67, 1000);
-  std::cout << "TensorFlow " << tf->version() << ", " << model_dir << "\n";
+  std::cout << "TensorFlow " << tf->version() << ", " << model_dir << ", intra_op " << intra_op << ", inter_op "
+            << inter_op << "\n";
   for (const std::int64_t batch : batch_sizes) {
     std::vector<double> values(static_cast<std::size_t>(batch));
     for (auto& v : values) v = temps(rng);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <absl/synchronization/mutex.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <climits>
@@ -110,6 +111,12 @@ int main(int argc, char** argv) {
   }
   const options& o = flags.opts;
 
+  // Debian's abseil is built without NDEBUG, so every absl::Mutex that gRPC locks also updates
+  // abseil's lock-order graph for deadlock detection (GraphCycles::InsertEdge, GetId, ...):
+  // about 2% of the server's CPU per gRPC Predict in a profile (perf, model-server-bench.sh's
+  // gRPC row). Release builds of abseil (and so TF Serving's) do not track it; off here too.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+
   auto logger = spdlog::stderr_logger_mt("celsius-model-server");
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%f: %L celsius-model-server] %v");
   logger->flush_on(spdlog::level::info);
@@ -180,6 +187,12 @@ int main(int argc, char** argv) {
     session_config.set_intra_op_parallelism_threads(static_cast<int>(o.tensorflow_session_parallelism));
     session_config.set_inter_op_parallelism_threads(static_cast<int>(o.tensorflow_session_parallelism));
   }
+  // 0 is TensorFlow's default (a pool of one thread per CPU each); a negative inter-op value
+  // runs every TF_SessionRun in the thread that calls it (tensorflow/core/protobuf/config.proto),
+  // e.g. --tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=-1 (README,
+  // "Performance"). TF Serving's flags take it the same way (server.cc), and its defaults stay.
+  spdlog::info("TensorFlow session: intra_op_parallelism_threads {}, inter_op_parallelism_threads {}",
+               session_config.intra_op_parallelism_threads(), session_config.inter_op_parallelism_threads());
   std::vector<channel_argument> channel_arguments;
   if (!parse_channel_arguments(o.grpc_channel_arguments, channel_arguments, error)) return fail_start(error);
 

@@ -1,6 +1,7 @@
 #include "rest_server.hpp"
 
 #include <fmt/format.h>
+#include <google/protobuf/arena.h>
 #include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
 
@@ -57,6 +58,18 @@ status model_spec_from(const rest_path& path, tensorflow::serving::ModelSpec& sp
 bool iequal_prefix(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && beast::iequals(text.substr(0, prefix.size()), prefix);
 }
+
+// A protobuf arena whose first block comes with it (protobuf checks its 8-byte alignment).
+struct message_arena {
+  static google::protobuf::ArenaOptions options(std::array<char, 4096>& block) {
+    google::protobuf::ArenaOptions o;
+    o.initial_block = block.data();
+    o.initial_block_size = block.size();
+    return o;
+  }
+  alignas(16) std::array<char, 4096> block{};  // before arena: it is the arena's first block
+  google::protobuf::Arena arena{options(block)};
+};
 
 // Completes on the session's loop: the predictor may answer from a batch or timer thread.
 template <typename Token>
@@ -134,7 +147,12 @@ rest_task<rest_reply> rest_api::handle(std::string_view method, std::string_view
 }
 
 rest_task<rest_reply> rest_api::predict(const rest_path& path, std::string_view body) const {
-  tensorflow::serving::PredictRequest request;
+  // The request and response on one protobuf arena with a first block of 4 KiB: a small
+  // Predict takes one allocation for its messages instead of one per string, map entry and
+  // repeated field, and frees them at once. (On the heap: GCC's coroutine frames do not keep
+  // the alignment protobuf checks for an initial block.)
+  const auto arena = std::make_unique<message_arena>();
+  auto& request = *google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictRequest>(&arena->arena);
   model_spec_from(path, *request.mutable_model_spec());
   json_format format = json_format::row;
   {
@@ -144,7 +162,7 @@ rest_task<rest_reply> rest_api::predict(const rest_path& path, std::string_view 
     };
     if (status s = fill_predict_request_from_json(body, lookup, request, format); !s.ok()) co_return error_reply(s);
   }
-  tensorflow::serving::PredictResponse response;
+  auto& response = *google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictResponse>(&arena->arena);
   predict_context context;
   context.entrypoint = "REST";
   if (settings_.timeout_ms > 0) context.deadline = clock_type::now() + std::chrono::milliseconds(settings_.timeout_ms);

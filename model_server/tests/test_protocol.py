@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -449,3 +450,42 @@ def test_unix_socket(model_base, start, tmp_path):
     assert stub.Predict(predict_request([212.0]), timeout=30).outputs["celsius"].double_val == [100.0]
     channel.close()
 
+
+
+def tf_compute_switches(server: ModelServer) -> int:
+    """Context switches (voluntary, /proc) of TensorFlow's pool threads ("tf_Compute") so far."""
+    total = 0
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "tf_Compute":
+                total += int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", (task / "status").read_text(),
+                                       re.M).group(1))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def test_negative_inter_op_parallelism_runs_the_session_in_the_callers_thread(model_base, start):
+    # TF Serving's flags, as server.cc reads them; a negative inter_op_parallelism_threads is
+    # ConfigProto's "run in the caller's thread". The answers stay exact (REST, and gRPC with
+    # a deadline, i.e. RunOptions.timeout_in_ms), and TensorFlow's pool threads, woken for
+    # every run by default, are not woken at all.
+    requests = 100
+    counts = {}
+    for name, flags in [("default", ()), ("caller", ("--tensorflow_intra_op_parallelism=1",
+                                                     "--tensorflow_inter_op_parallelism=-1"))]:
+        server = start(model_base, *flags)
+        expected = "intra_op_parallelism_threads 1, inter_op_parallelism_threads -1" if flags else \
+            "intra_op_parallelism_threads 0, inter_op_parallelism_threads 0"
+        assert expected in server.log()
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+        before = tf_compute_switches(server)
+        for i in range(requests // 2):
+            value = VALUES[i % len(VALUES)]
+            status, body = server.predict({"instances": [value]})
+            assert status == 200 and same_bits(body["predictions"], reference_celsius(np.array([value])))
+            answer = stub.Predict(predict_request([value]), timeout=30).outputs["celsius"].double_val
+            assert same_bits(list(answer), reference_celsius(np.array([value])))
+        counts[name] = tf_compute_switches(server) - before
+    assert counts["caller"] < 5, counts
+    assert counts["default"] >= 10, counts
