@@ -176,7 +176,11 @@ def test_ctrl_c_stops_every_process_the_run_started(tmp_path, phase, options, st
     proc = subprocess.Popen(
         [sys.executable, "-m", "celsius_loadtest", "run", *options, "--results", str(tmp_path), "--run-id", phase,
          "--binary", str(SERVER_BINARY), "--model-server", "stand-in"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        # SIGINT at its default action in the child, as from a terminal: Python turns it into
+        # KeyboardInterrupt only when it was not ignored at start, and a shell without job
+        # control starts background commands (a CI runner's, say) with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     deadline = time.monotonic() + 300
     for line in proc.stdout:

@@ -41,6 +41,16 @@ SCRIPTS = [
 ]
 
 
+def interruptible() -> None:
+    """In the child before exec: SIGINT and SIGQUIT back to their default action. A shell without
+    job control starts background commands with both ignored (POSIX 2.11, "Signals and Error
+    Handling"), and an ignored signal stays ignored across exec, where a script can no longer
+    trap it (bash: "Signals ignored upon entry to the shell cannot be trapped or reset"); a
+    test suite started that way must still deliver Ctrl-C as a terminal would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def session_processes(sid: int) -> list[tuple[int, str]]:
     """(pid, comm) of every live process whose session id is `sid` (zombies excluded)."""
     found = []
@@ -89,7 +99,8 @@ def test_nothing_the_script_started_is_left(script: Script, how: str, tmp_path: 
     check_prerequisites(script)
     log = tmp_path / "output.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(script.argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(script.argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=interruptible)
     sid = proc.pid
     try:
         if how == "completes":
