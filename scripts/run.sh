@@ -10,7 +10,7 @@
 # Every process it starts is stopped on exit and on Ctrl-C.
 #
 # Options go to the runner (defaults: 60 s per Locust scenario with 16 users, 4 s sweep steps
-# from 100 req/s with a 10 ms p99 bound; about eight minutes on 2 cores):
+# from 100 req/s with a 10 ms p99 bound; about nine minutes on 2 cores):
 #   scripts/run.sh --duration 30s --users 8 --scenarios native,model
 #   scripts/run.sh --scenarios none --sweep native,model-grpc      # the sweep alone
 #   scripts/run.sh --help

@@ -20,6 +20,18 @@ RUN_SH = REPO / "scripts" / "run.sh"
     (["--cluster", "--users", "0"], "--workers and --users must be at least 1"),
     (["--cluster", "--scenarios", "none"], "nothing to run"),
     (["--cluster", "--sweep", "all"], "unrecognized arguments: --sweep all"),
+    # Each kind of number the jobs take, out of its range: refused as early as a wrong name.
+    (["--users", "0"], "--users: must be at least 1"),
+    (["--spawn-rate", "0"], "--spawn-rate: must be above 0"),
+    (["--duration", "0s"], "--duration: must be at least 1 s"),
+    (["--step-seconds", "0"], "--step-seconds: must be above 0"),
+    (["--max-steps", "0"], "--max-steps: must be at least 1"),
+    (["--ceiling-seconds", "-1"], "--ceiling-seconds: must be 0 (skip) or more"),
+    (["--port", "99999"], "--port: must be a TCP port"),
+    (["--scenarios", ""], "--scenarios: empty"),
+    (["--cluster", "--spawn-rate", "0"], "--spawn-rate: must be above 0"),
+    (["--cluster", "--sample-seconds", "0"], "--sample-seconds: must be above 0"),
+    (["--cluster", "--celsius-set", "foo"], "--celsius-set: must be KEY=VALUE"),
 ])
 def test_wrong_options_are_refused_before_anything_is_built_or_started(argv, message):
     done = subprocess.run([str(RUN_SH), *argv], capture_output=True, text=True, timeout=600)

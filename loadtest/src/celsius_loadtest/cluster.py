@@ -45,7 +45,7 @@ from celsius_loadtest.kube import (
     Timeline,
     wait_until,
 )
-from celsius_loadtest.runner import SCENARIOS, _names, add_locust_arguments, machine
+from celsius_loadtest.runner import SCENARIOS, _names, add_locust_arguments, machine, out_of_range
 from celsius_loadtest.stack import REPO, log, repo_relative, scrub_paths
 
 RELEASE = "celsius"  # the locust chart's targetHost default is http://celsius:8000
@@ -377,6 +377,19 @@ def main(argv: list[str]) -> int:
         return 2
     if args.workers < 1 or args.users < 1:
         print("error: --workers and --users must be at least 1", file=sys.stderr)
+        return 2
+    wrong = out_of_range({
+        "--duration": (args.duration >= 1, "at least 1 s"),
+        "--spawn-rate": (args.spawn_rate is None or args.spawn_rate > 0, "above 0"),
+        "--workers-wait": (args.workers_wait >= 1, "at least 1 s"),
+        "--sample-seconds": (args.sample_seconds > 0, "above 0"),
+        "--settle": (args.settle >= 0, "0 (no wait) or more"),
+        "--metrics-wait": (args.metrics_wait >= 0, "0 (no wait) or more"),
+        "--celsius-set": (all("=" in s for s in args.celsius_set or []), "KEY=VALUE"),
+        "--locust-set": (all("=" in s for s in args.locust_set), "KEY=VALUE"),
+    })
+    if wrong:
+        print(f"error: {wrong}", file=sys.stderr)
         return 2
     if args.spawn_rate is None:
         args.spawn_rate = float(args.users)

@@ -292,7 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def out_of_range(checks: dict[str, tuple[bool, str]]) -> str | None:
+    """The first option whose check failed, as an error message: `checks` maps an option to
+    (its value is acceptable, what it must be)."""
+    for option, (ok, must) in checks.items():
+        if not ok:
+            return f"{option}: must be {must}"
+    return None
+
+
 def _names(text: str, known: list[str], option: str) -> list[str]:
+    if not text.strip():
+        raise ValueError(f"{option}: empty; choose from {known} or none")
     names = [] if text.strip() == "none" else [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -310,6 +321,22 @@ def main(argv: list[str]) -> int:
         return 2
     if not args.scenarios and not args.sweep:
         print("error: nothing to run (--scenarios none and --sweep none)", file=sys.stderr)
+        return 2
+    wrong = out_of_range({
+        "--duration": (args.duration >= 1, "at least 1 s"),
+        "--users": (args.users >= 1, "at least 1"),
+        "--spawn-rate": (args.spawn_rate is None or args.spawn_rate > 0, "above 0"),
+        "--step-seconds": (args.step_seconds > 0, "above 0"),
+        "--start-rate": (args.start_rate > 0, "above 0"),
+        "--p99-bound-ms": (args.p99_bound_ms > 0, "above 0"),
+        "--max-steps": (args.max_steps >= 1, "at least 1"),
+        "--sweep-workers": (args.sweep_workers >= 1, "at least 1"),
+        "--ceiling-seconds": (args.ceiling_seconds >= 0, "0 (skip) or more"),
+        "--ceiling-connections": (args.ceiling_connections >= 1, "at least 1"),
+        "--port": (0 <= args.port <= 65535, "a TCP port, 0-65535 (0: a free one)"),
+    })
+    if wrong:
+        print(f"error: {wrong}", file=sys.stderr)
         return 2
     if args.spawn_rate is None:
         args.spawn_rate = args.users
