@@ -13,6 +13,7 @@
 #include <charconv>
 #include <limits>
 
+#include "message_arena.hpp"
 #include "tensorflow_serving.grpc.pb.h"
 
 namespace celsius::serving {
@@ -41,21 +42,14 @@ class predict_allocator final
   class holder final
       : public grpc::MessageHolder<tensorflow::serving::PredictRequest, tensorflow::serving::PredictResponse> {
    public:
-    holder() : arena_(options(block_)) {
-      set_request(google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictRequest>(&arena_));
-      set_response(google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictResponse>(&arena_));
+    holder() {
+      set_request(google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictRequest>(&memory_.arena));
+      set_response(google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictResponse>(&memory_.arena));
     }
     void Release() override { delete this; }
 
    private:
-    static google::protobuf::ArenaOptions options(std::array<char, 4096>& block) {
-      google::protobuf::ArenaOptions o;
-      o.initial_block = block.data();
-      o.initial_block_size = block.size();
-      return o;
-    }
-    alignas(16) std::array<char, 4096> block_{};  // before arena_: it is the arena's first block
-    google::protobuf::Arena arena_;
+    message_arena memory_;
   };
 };
 

@@ -23,6 +23,7 @@
 #include <ctime>
 
 #include "json_tensor.hpp"
+#include "message_arena.hpp"
 
 namespace celsius::serving {
 
@@ -58,18 +59,6 @@ status model_spec_from(const rest_path& path, tensorflow::serving::ModelSpec& sp
 bool iequal_prefix(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && beast::iequals(text.substr(0, prefix.size()), prefix);
 }
-
-// A protobuf arena whose first block comes with it (protobuf checks its 8-byte alignment).
-struct message_arena {
-  static google::protobuf::ArenaOptions options(std::array<char, 4096>& block) {
-    google::protobuf::ArenaOptions o;
-    o.initial_block = block.data();
-    o.initial_block_size = block.size();
-    return o;
-  }
-  alignas(16) std::array<char, 4096> block{};  // before arena: it is the arena's first block
-  google::protobuf::Arena arena{options(block)};
-};
 
 // Completes on the session's loop: the predictor may answer from a batch or timer thread.
 template <typename Token>
