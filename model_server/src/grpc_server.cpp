@@ -9,7 +9,6 @@
 
 #include <google/protobuf/arena.h>
 
-#include <array>
 #include <charconv>
 #include <limits>
 
