@@ -224,9 +224,11 @@ void request_coalescer::timer_loop() {
       expired.push_back(std::move(m));
     }
     if (!expired.empty()) {
+      // Counted before anyone is answered: a caller that sees its 504 and then reads
+      // /metrics finds it counted.
+      queue_timeouts_.fetch_add(expired.size(), std::memory_order_relaxed);
       lock.unlock();
       for (const auto& m : expired) m->done(queue_timeout());
-      queue_timeouts_.fetch_add(expired.size(), std::memory_order_relaxed);
       lock.lock();
       finished(expired.size());
     }
