@@ -4,13 +4,17 @@
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
-#include <grpcpp/support/message_allocator.h>
 #include <spdlog/spdlog.h>
 
 #include <google/protobuf/arena.h>
 
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <limits>
+#include <thread>
 
 #include "message_arena.hpp"
 #include "tensorflow_serving.grpc.pb.h"
@@ -24,33 +28,13 @@ grpc::Status to_grpc(const status& s) {
   return {static_cast<grpc::StatusCode>(s.error_code()), s.message()};
 }
 
-// Predict's request and response on one protobuf arena per call, whose first 4 KiB block comes
-// with the holder (gRPC's MessageAllocator, grpcpp/support/message_allocator.h): a small Predict
-// takes one allocation for its messages instead of one per string, map entry and repeated
-// field, and frees them at once. The holder outlives the reactor's Finish (gRPC calls Release
-// when the call is done).
-class predict_allocator final
-    : public grpc::MessageAllocator<tensorflow::serving::PredictRequest, tensorflow::serving::PredictResponse> {
- public:
-  grpc::MessageHolder<tensorflow::serving::PredictRequest, tensorflow::serving::PredictResponse>* AllocateMessages()
-      override {
-    return new holder;
-  }
-
- private:
-  class holder final
-      : public grpc::MessageHolder<tensorflow::serving::PredictRequest, tensorflow::serving::PredictResponse> {
-   public:
-    holder() {
-      set_request(google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictRequest>(&memory_.arena));
-      set_response(google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictResponse>(&memory_.arena));
-    }
-    void Release() override { delete this; }
-
-   private:
-    message_arena memory_;
-  };
-};
+// The CPUs this process may run on (its affinity mask: `taskset`, a cpuset), at least 1.
+unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1U, std::thread::hardware_concurrency());
+}
 
 }  // namespace
 
@@ -75,79 +59,165 @@ bool parse_channel_arguments(const std::string& text, std::vector<channel_argume
   return true;
 }
 
-class grpc_front::prediction_service final : public tensorflow::serving::PredictionService::CallbackService {
+// One call of the async API, from the request gRPC matches to it to the end of its Finish.
+// The tag of both operations is the call itself: `proceed(ok)` runs on the thread that takes
+// the tag from the completion queue.
+class grpc_front::call {
  public:
-  prediction_service(predictor& p, bool malformed) : predictor_(p), malformed_(malformed) {
-    SetMessageAllocatorFor_Predict(&allocator_);
-  }
-  // The synchronous overloads stay the base's (unused); named here so they are not hidden.
-  using tensorflow::serving::PredictionService::CallbackService::GetModelMetadata;
-  using tensorflow::serving::PredictionService::CallbackService::Predict;
+  virtual ~call() = default;
+  virtual void proceed(bool ok) = 0;
+};
 
-  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
-                                    const tensorflow::serving::PredictRequest* request,
-                                    tensorflow::serving::PredictResponse* response) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+namespace {
+
+// A unary method of an async service. `Traits` names the messages and says how to ask for
+// the next call (`request`) and how to answer one (`handle`, which calls `finish` exactly
+// once, on this thread or later on another); the call re-arms its method as soon as gRPC
+// hands it a call, so one request per method and queue is always outstanding.
+template <class Traits>
+class unary_call final : public grpc_front::call {
+ public:
+  using request_type = typename Traits::request_type;
+  using response_type = typename Traits::response_type;
+
+  unary_call(Traits traits, grpc::ServerCompletionQueue* cq, std::atomic<int>& handling)
+      : traits_(std::move(traits)), cq_(cq), handling_(handling) {
+    request_ = traits_.make_request(memory_);
+    response_ = traits_.make_response(memory_);
+    traits_.request(&context_, request_, &responder_, cq_, this);
+  }
+
+  void proceed(bool ok) override {
+    if (!answered_ && ok) {
+      new unary_call(traits_, cq_, handling_);  // the next call of this method on this queue
+      answered_ = true;
+      handling_.fetch_add(1, std::memory_order_relaxed);
+      // After Finish this call may be deleted at once by its queue's thread: count down
+      // through a reference taken before.
+      traits_.handle(context_, *request_, *response_, [this, &handling = handling_](const grpc::Status& s) {
+        responder_.Finish(*response_, s, this);
+        handling.fetch_sub(1, std::memory_order_release);
+      });
+      return;
+    }
+    // Finish done (ok or not: the client may have gone), or the request was not matched
+    // because the server is shutting down.
+    delete this;
+  }
+
+ private:
+  message_arena memory_;  // first: request_ and response_ may live on it
+  Traits traits_;
+  grpc::ServerCompletionQueue* cq_;
+  std::atomic<int>& handling_;
+  grpc::ServerContext context_;
+  request_type* request_ = nullptr;
+  response_type* response_ = nullptr;
+  grpc::ServerAsyncResponseWriter<response_type> responder_{&context_};
+  bool answered_ = false;
+};
+
+// Predict's request and response on the call's protobuf arena, whose first 4 KiB block comes
+// with the call (message_arena.hpp): a small Predict takes one allocation for its messages
+// instead of one per string, map entry and repeated field, and frees them at once.
+struct predict_traits {
+  using request_type = tensorflow::serving::PredictRequest;
+  using response_type = tensorflow::serving::PredictResponse;
+  tensorflow::serving::PredictionService::AsyncService* service;
+  predictor* predictor_;
+  bool malformed;
+
+  static request_type* make_request(message_arena& m) {
+    return google::protobuf::Arena::CreateMessage<request_type>(&m.arena);
+  }
+  static response_type* make_response(message_arena& m) {
+    return google::protobuf::Arena::CreateMessage<response_type>(&m.arena);
+  }
+  void request(grpc::ServerContext* c, request_type* r, grpc::ServerAsyncResponseWriter<response_type>* w,
+               grpc::ServerCompletionQueue* cq, void* tag) const {
+    service->RequestPredict(c, r, w, cq, cq, tag);
+  }
+  template <class Finish>
+  void handle(grpc::ServerContext& context, const request_type& request, response_type& response, Finish finish) const {
     predict_context call;
     call.entrypoint = "GRPC";
-    const auto deadline = context->deadline();
+    const auto deadline = context.deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       call.deadline = clock_type::now() +
                       std::chrono::duration_cast<clock_type::duration>(deadline - std::chrono::system_clock::now());
     }
-    const auto finish = [reactor, response, malformed = malformed_](const status& s) {
+    auto done = [&response, finish, malformed = malformed](const status& s) {
       if (malformed && s.ok()) {
         // Test aid: float32 labels on float64 values.
-        for (auto& [name, tensor] : *response->mutable_outputs()) tensor.set_dtype(tensorflow::DT_FLOAT);
+        for (auto& [name, tensor] : *response.mutable_outputs()) tensor.set_dtype(tensorflow::DT_FLOAT);
       }
-      reactor->Finish(to_grpc(s));
+      finish(to_grpc(s));
     };
-    if (predictor_.synchronous()) {
-      finish(predictor_.predict_now(*request, *response, call));
+    if (predictor_->synchronous()) {
+      done(predictor_->predict_now(request, response, call));
     } else {
-      predictor_.predict(*request, *response, call, finish);
+      predictor_->predict(request, response, call, done);
     }
-    return reactor;
   }
-
-  grpc::ServerUnaryReactor* GetModelMetadata(grpc::CallbackServerContext* context,
-                                             const tensorflow::serving::GetModelMetadataRequest* request,
-                                             tensorflow::serving::GetModelMetadataResponse* response) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(to_grpc(predictor_.metadata(*request, *response)));
-    return reactor;
-  }
-
- private:
-  predictor& predictor_;
-  const bool malformed_;
-  predict_allocator allocator_;
 };
 
-class grpc_front::model_service final : public tensorflow::serving::ModelService::CallbackService {
- public:
-  explicit model_service(predictor& p) : predictor_(p) {}
-  using tensorflow::serving::ModelService::CallbackService::GetModelStatus;
+struct metadata_traits {
+  using request_type = tensorflow::serving::GetModelMetadataRequest;
+  using response_type = tensorflow::serving::GetModelMetadataResponse;
+  tensorflow::serving::PredictionService::AsyncService* service;
+  predictor* predictor_;
 
-  grpc::ServerUnaryReactor* GetModelStatus(grpc::CallbackServerContext* context,
-                                           const tensorflow::serving::GetModelStatusRequest* request,
-                                           tensorflow::serving::GetModelStatusResponse* response) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(to_grpc(predictor_.model_status(*request, *response)));
-    return reactor;
+  static request_type* make_request(message_arena& m) {
+    return google::protobuf::Arena::CreateMessage<request_type>(&m.arena);
   }
-
- private:
-  predictor& predictor_;
+  static response_type* make_response(message_arena& m) {
+    return google::protobuf::Arena::CreateMessage<response_type>(&m.arena);
+  }
+  void request(grpc::ServerContext* c, request_type* r, grpc::ServerAsyncResponseWriter<response_type>* w,
+               grpc::ServerCompletionQueue* cq, void* tag) const {
+    service->RequestGetModelMetadata(c, r, w, cq, cq, tag);
+  }
+  template <class Finish>
+  void handle(grpc::ServerContext&, const request_type& request, response_type& response, Finish finish) const {
+    finish(to_grpc(predictor_->metadata(request, response)));
+  }
 };
 
-grpc_front::grpc_front(predictor& p, grpc_settings s)
-    : predictor_(p),
-      settings_(std::move(s)),
-      prediction_(std::make_unique<prediction_service>(p, settings_.malformed_replies)),
-      model_(std::make_unique<model_service>(p)) {}
+struct status_traits {
+  using request_type = tensorflow::serving::GetModelStatusRequest;
+  using response_type = tensorflow::serving::GetModelStatusResponse;
+  tensorflow::serving::ModelService::AsyncService* service;
+  predictor* predictor_;
 
-grpc_front::~grpc_front() { shutdown(std::chrono::milliseconds(0)); }
+  static request_type* make_request(message_arena& m) {
+    return google::protobuf::Arena::CreateMessage<request_type>(&m.arena);
+  }
+  static response_type* make_response(message_arena& m) {
+    return google::protobuf::Arena::CreateMessage<response_type>(&m.arena);
+  }
+  void request(grpc::ServerContext* c, request_type* r, grpc::ServerAsyncResponseWriter<response_type>* w,
+               grpc::ServerCompletionQueue* cq, void* tag) const {
+    service->RequestGetModelStatus(c, r, w, cq, cq, tag);
+  }
+  template <class Finish>
+  void handle(grpc::ServerContext&, const request_type& request, response_type& response, Finish finish) const {
+    finish(to_grpc(predictor_->model_status(request, response)));
+  }
+};
+
+}  // namespace
+
+grpc_front::grpc_front(predictor& p, grpc_settings s) : predictor_(p), settings_(std::move(s)) {}
+
+grpc_front::~grpc_front() {
+  shutdown(std::chrono::milliseconds(0));
+  // Every handler has answered (main stops the predictor first), so no Finish can come after
+  // the queues are shut down; each thread then takes the calls left on its queue and ends.
+  while (handling_.load(std::memory_order_acquire) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (auto& cq : queues_) cq->Shutdown();
+  for (auto& t : threads_) t.join();
+  server_.reset();
+}
 
 int grpc_front::start(std::string& error) {
   grpc::EnableDefaultHealthCheckService(settings_.health_service);
@@ -157,8 +227,8 @@ int grpc_front::start(std::string& error) {
   if (!settings_.socket_path.empty()) {
     builder.AddListeningPort("unix:" + settings_.socket_path, grpc::InsecureServerCredentials());
   }
-  builder.RegisterService(model_.get());
-  builder.RegisterService(prediction_.get());
+  builder.RegisterService(&model_);
+  builder.RegisterService(&prediction_);
   builder.SetMaxMessageSize(std::numeric_limits<int>::max());
   if (settings_.max_threads > 0) {
     grpc::ResourceQuota quota("TensorFlowServingServerQuota");
@@ -172,10 +242,20 @@ int grpc_front::start(std::string& error) {
       builder.AddChannelArgument(arg.key, arg.value);
     }
   }
+  const unsigned threads = settings_.threads > 0 ? settings_.threads : usable_cpus();
+  for (unsigned i = 0; i < threads; ++i) queues_.push_back(builder.AddCompletionQueue());
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0) {
     error = "Failed to BuildAndStart gRPC server";
     server_.reset();
+    for (auto& cq : queues_) cq->Shutdown();
+    for (auto& cq : queues_) {
+      void* tag = nullptr;
+      bool ok = false;
+      while (cq->Next(&tag, &ok)) {
+      }
+    }
+    queues_.clear();
     return 0;
   }
   if (settings_.health_service) {
@@ -187,17 +267,31 @@ int grpc_front::start(std::string& error) {
       }
     }
   }
+  for (auto& queue : queues_) {
+    grpc::ServerCompletionQueue* cq = queue.get();
+    // Each queue has one outstanding request per method (re-armed as each call arrives).
+    new unary_call<predict_traits>(predict_traits{&prediction_, &predictor_, settings_.malformed_replies}, cq,
+                                   handling_);
+    new unary_call<metadata_traits>(metadata_traits{&prediction_, &predictor_}, cq, handling_);
+    new unary_call<status_traits>(status_traits{&model_, &predictor_}, cq, handling_);
+    threads_.emplace_back([cq] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (cq->Next(&tag, &ok)) static_cast<call*>(tag)->proceed(ok);
+    });
+  }
   return port;
 }
 
 void grpc_front::shutdown(std::chrono::milliseconds grace) {
-  if (!server_) return;
+  if (!server_ || shut_down_) return;
+  shut_down_ = true;
   if (settings_.health_service) {
     if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   }
+  // Returns once every call has finished, or at the deadline with the rest cancelled; the
+  // queues' threads keep running meanwhile (their Finish operations complete on them).
   server_->Shutdown(std::chrono::system_clock::now() + grace);
-  server_->Wait();
-  server_.reset();
 }
 
 }  // namespace celsius::serving

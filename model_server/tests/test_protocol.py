@@ -360,19 +360,31 @@ def test_cors_headers(model_base, start):
     assert headers["Access-Control-Allow-Origin"] == "*"
 
 
-def test_sigterm_finishes_requests_in_flight_and_exits_zero(model_base):
-    server = ModelServer(model_base, "--celsius_reply_delay_ms", "700")
+@pytest.mark.parametrize("extra", [[], ["--enable_batching"]], ids=["unbatched", "batched"])
+def test_sigterm_finishes_requests_in_flight_and_exits_zero(model_base, extra):
+    # The delay answers each call from another thread 700 ms later (gRPC: after its handler
+    # has returned), so SIGTERM at 300 ms finds both calls in flight.
+    server = ModelServer(model_base, "--celsius_reply_delay_ms", "700", *extra)
+    channel = server.channel()
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     results = {}
 
-    def call():
+    def rest():
         results["rest"] = server.predict({"instances": [212]})
 
-    thread = threading.Thread(target=call)
-    thread.start()
+    def grpc_call():
+        results["grpc"] = list(stub.Predict(predict_request([212.0]), timeout=30).outputs["celsius"].double_val)
+
+    threads = [threading.Thread(target=rest), threading.Thread(target=grpc_call)]
+    for thread in threads:
+        thread.start()
     time.sleep(0.3)
     server.proc.send_signal(15)
-    thread.join(timeout=30)
+    for thread in threads:
+        thread.join(timeout=30)
+    channel.close()
     assert results["rest"] == (200, {"predictions": [100.0]})
+    assert results["grpc"] == [100.0]
     assert server.proc.wait(timeout=30) == 0
     assert "Server stopped" in server.log()
 
