@@ -172,6 +172,22 @@ def test_locusts_own_cpu_from_its_pods(run_dir):
     assert "- `model`: Locust drove 50 req/s on `/convert/model`." in limits
 
 
+def test_locusts_cpu_counts_only_samples_with_every_pod(run_dir):
+    # The metrics API may report the master before the workers: such a sample (10 m) is not the
+    # pods' use; with both (t = 110: 10 + 300 m) it is.
+    timeline = run_dir / "timeline.csv"
+    with timeline.open("a") as out:
+        out.write("model,100,1700000100,Job,locust-model-master,1,1,,,,10.0,100\n"
+                  "model,100,1700000100,Job,locust-model-worker,2,2,,,,,200\n")
+    limits = section(render_markdown(load_run(run_dir), []), "What Locust can and cannot measure here")
+    assert "- `model`: Locust drove 50 req/s on `/convert/model`." in limits
+    with timeline.open("a") as out:
+        out.write("model,110,1700000110,Job,locust-model-master,1,1,,,,10.0,100\n"
+                  "model,110,1700000110,Job,locust-model-worker,2,2,,,,300.0,200\n")
+    limits = section(render_markdown(load_run(run_dir), []), "What Locust can and cannot measure here")
+    assert "its pods (master and workers) used at most 0.31 CPU cores (metrics API)" in limits
+
+
 def test_a_local_run_has_no_cluster_sections(tmp_path):
     target = tmp_path / "local"
     shutil.copytree(LOCAL_FIXTURE, target)

@@ -405,14 +405,18 @@ def locust_rate(history: pd.DataFrame, window: int = WORKER_REPORT_S) -> pd.Data
 
 
 def locust_cores(run: Run, scenario: str) -> float | None:
-    """Cluster runs: the most CPU (cores) the scenario's Locust pods (its release's Jobs) used in
-    one sample, from timeline.csv; None without figures."""
+    """Cluster runs: the most CPU (cores) the scenario's Locust pods (its release's Jobs, master
+    and workers) used in one sample, from timeline.csv, counting only samples in which the
+    metrics API had a figure for every one of those Jobs (a sample with the master alone would
+    understate it); None without such a sample."""
     if run.timeline.empty:
         return None
     rows = run.timeline[(run.timeline["phase"] == scenario) & (run.timeline["kind"] == "Job")
                         & run.timeline["name"].astype(str).str.startswith(f"locust-{scenario}-")]
-    per_sample = rows.dropna(subset=["cpu_m"]).groupby("time")["cpu_m"].sum()
-    return float(per_sample.max()) / 1000 if not per_sample.empty else None
+    jobs = rows["name"].nunique()
+    measured = rows.dropna(subset=["cpu_m"]).groupby("time").agg(cpu_m=("cpu_m", "sum"), jobs=("name", "nunique"))
+    complete = measured.loc[measured["jobs"] == jobs, "cpu_m"]
+    return float(complete.max()) / 1000 if not complete.empty else None
 
 
 def deployments(run: Run) -> list[str]:
