@@ -185,7 +185,7 @@ build_image() {  # name, tag, binary
 }
 
 build_binaries() {
-  command -v go >/dev/null || die "needs Go (apt-get install golang-go, or go.dev)"
+  PATH="$("$root/scripts/go-env.sh"):$PATH" || die "no Go toolchain (scripts/go-env.sh)"
   mkdir -p "$bin"
   local go_version ldflags
   go_version="$(go env GOVERSION)"

@@ -36,7 +36,7 @@ helm_ldflags() {
 }
 tools=("$@")
 ((${#tools[@]})) || tools=(helm kubeconform actionlint kube-score vegeta)
-command -v go >/dev/null || { echo "install-tools: needs Go (apt-get install golang-go, or go.dev)" >&2; exit 1; }
+PATH="$("$root/scripts/go-env.sh"):$PATH"  # a Go new enough (the one on PATH, else from the module proxy)
 for tool in "${tools[@]}"; do
   module="${modules[$tool]:?unknown tool $tool}"
   stamp="$bin/.$tool.version"
