@@ -82,8 +82,8 @@ class unary_call final : public grpc_front::call {
 
   unary_call(Traits traits, grpc::ServerCompletionQueue* cq, std::atomic<int>& handling)
       : traits_(std::move(traits)), cq_(cq), handling_(handling) {
-    request_ = traits_.make_request(memory_);
-    response_ = traits_.make_response(memory_);
+    request_ = google::protobuf::Arena::CreateMessage<request_type>(&memory_.arena);
+    response_ = google::protobuf::Arena::CreateMessage<response_type>(&memory_.arena);
     traits_.request(&context_, request_, &responder_, cq_, this);
   }
 
@@ -106,7 +106,10 @@ class unary_call final : public grpc_front::call {
   }
 
  private:
-  message_arena memory_;  // first: request_ and response_ may live on it
+  // First: request_ and response_ live on it. Its first 4 KiB block comes with the call
+  // (message_arena.hpp), so a small Predict takes one allocation for its messages instead of
+  // one per string, map entry and repeated field, and frees them at once.
+  message_arena memory_;
   Traits traits_;
   grpc::ServerCompletionQueue* cq_;
   std::atomic<int>& handling_;
@@ -117,9 +120,6 @@ class unary_call final : public grpc_front::call {
   bool answered_ = false;
 };
 
-// Predict's request and response on the call's protobuf arena, whose first 4 KiB block comes
-// with the call (message_arena.hpp): a small Predict takes one allocation for its messages
-// instead of one per string, map entry and repeated field, and frees them at once.
 struct predict_traits {
   using request_type = tensorflow::serving::PredictRequest;
   using response_type = tensorflow::serving::PredictResponse;
@@ -127,12 +127,6 @@ struct predict_traits {
   predictor* predictor_;
   bool malformed;
 
-  static request_type* make_request(message_arena& m) {
-    return google::protobuf::Arena::CreateMessage<request_type>(&m.arena);
-  }
-  static response_type* make_response(message_arena& m) {
-    return google::protobuf::Arena::CreateMessage<response_type>(&m.arena);
-  }
   void request(grpc::ServerContext* c, request_type* r, grpc::ServerAsyncResponseWriter<response_type>* w,
                grpc::ServerCompletionQueue* cq, void* tag) const {
     service->RequestPredict(c, r, w, cq, cq, tag);
@@ -167,12 +161,6 @@ struct metadata_traits {
   tensorflow::serving::PredictionService::AsyncService* service;
   predictor* predictor_;
 
-  static request_type* make_request(message_arena& m) {
-    return google::protobuf::Arena::CreateMessage<request_type>(&m.arena);
-  }
-  static response_type* make_response(message_arena& m) {
-    return google::protobuf::Arena::CreateMessage<response_type>(&m.arena);
-  }
   void request(grpc::ServerContext* c, request_type* r, grpc::ServerAsyncResponseWriter<response_type>* w,
                grpc::ServerCompletionQueue* cq, void* tag) const {
     service->RequestGetModelMetadata(c, r, w, cq, cq, tag);
@@ -189,12 +177,6 @@ struct status_traits {
   tensorflow::serving::ModelService::AsyncService* service;
   predictor* predictor_;
 
-  static request_type* make_request(message_arena& m) {
-    return google::protobuf::Arena::CreateMessage<request_type>(&m.arena);
-  }
-  static response_type* make_response(message_arena& m) {
-    return google::protobuf::Arena::CreateMessage<response_type>(&m.arena);
-  }
   void request(grpc::ServerContext* c, request_type* r, grpc::ServerAsyncResponseWriter<response_type>* w,
                grpc::ServerCompletionQueue* cq, void* tag) const {
     service->RequestGetModelStatus(c, r, w, cq, cq, tag);
