@@ -4,9 +4,10 @@
 # that run `go` (install-tools.sh, cluster.sh):
 #   - the `go` on PATH when it is new enough;
 #   - else Go 1.26.8 from the Go module proxy: module golang.org/toolchain, the archive the go
-#     command itself switches to (GOTOOLCHAIN), checked against the checksum database's h1
-#     hash (fetched through the same proxy, $GOPROXY/sumdb/sum.golang.org) and unpacked once
-#     into ~/.cache/celsius/go/go1.26.8.
+#     command itself switches to (GOTOOLCHAIN), checked against the h1 hash the checksum
+#     database lists for it (fetched through the same proxy, $GOPROXY/sumdb/sum.golang.org; the
+#     database's signed tree is not verified, so this catches a damaged download, not a
+#     dishonest proxy) and unpacked once into ~/.cache/celsius/go/go1.26.8.
 # Usage: PATH="$(scripts/go-env.sh):$PATH"   (messages on stderr; exit 1 when it cannot)
 set -euo pipefail
 

@@ -32,6 +32,13 @@ RUN_SH = REPO / "scripts" / "run.sh"
     (["--cluster", "--spawn-rate", "0"], "--spawn-rate: must be above 0"),
     (["--cluster", "--sample-seconds", "0"], "--sample-seconds: must be above 0"),
     (["--cluster", "--celsius-set", "foo"], "--celsius-set: must be KEY=VALUE"),
+    # A run stays inside --results, and never writes into an earlier run's folder (its report
+    # would credit that run's numbers to this command).
+    (["--run-id", "../elsewhere"], "--run-id: must be a plain folder name, not '../elsewhere'"),
+    (["--run-id", ".."], "--run-id: must be a plain folder name"),
+    (["--cluster", "--run-id", "a/b"], "--run-id: must be a plain folder name"),
+    (["--results", str(REPO), "--run-id", "results"], "results exists already: choose another name"),
+    (["--cluster", "--results", str(REPO), "--run-id", "results"], "results exists already"),
 ])
 def test_wrong_options_are_refused_before_anything_is_built_or_started(argv, message):
     done = subprocess.run([str(RUN_SH), *argv], capture_output=True, text=True, timeout=600)

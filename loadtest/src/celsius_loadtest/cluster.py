@@ -45,7 +45,14 @@ from celsius_loadtest.kube import (
     Timeline,
     wait_until,
 )
-from celsius_loadtest.runner import SCENARIOS, _names, add_locust_arguments, machine, out_of_range
+from celsius_loadtest.runner import (
+    SCENARIOS,
+    _names,
+    add_locust_arguments,
+    machine,
+    out_of_range,
+    run_folder_problem,
+)
 from celsius_loadtest.stack import REPO, log, repo_relative, scrub_paths
 
 RELEASE = "celsius"  # the locust chart's targetHost default is http://celsius:8000
@@ -238,11 +245,11 @@ def run(args: argparse.Namespace) -> Path:
     cluster = cluster_versions(kube)  # fails early when the cluster cannot be reached
     log(f"cluster: Kubernetes {cluster['kubernetes_server']}, {len(cluster['nodes'])} node(s); namespace "
         f"{args.namespace}")
+    out.mkdir(parents=True, exist_ok=False)  # never into an earlier run (run_folder_problem)
     ns = args.namespace
     created_namespace = kube.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name").strip() == ""
     if created_namespace:
         kube.kubectl("create", "namespace", ns)
-    out.mkdir(parents=True, exist_ok=True)
     timeline: Timeline | None = None
     try:
         # What an earlier run that was killed (SIGKILL) left: this job's own releases only.
@@ -358,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "figure for every pod and the HPA a current utilisation, so the timeline has CPU "
                              "from the first scenario on (default 180; 0: no wait)")
     parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
-    parser.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
+    parser.add_argument("--run-id", default=None,
+                        help="run folder name, a new folder inside --results (default: UTC timestamp)")
     parser.add_argument("--check-options", action="store_true",
                         help="check the options and exit (scripts/run.sh does, before it installs, builds or "
                              "starts anything)")
@@ -387,7 +395,7 @@ def main(argv: list[str]) -> int:
         "--metrics-wait": (args.metrics_wait >= 0, "0 (no wait) or more"),
         "--celsius-set": (all("=" in s for s in args.celsius_set or []), "KEY=VALUE"),
         "--locust-set": (all("=" in s for s in args.locust_set), "KEY=VALUE"),
-    })
+    }) or run_folder_problem(args.results, args.run_id)
     if wrong:
         print(f"error: {wrong}", file=sys.stderr)
         return 2

@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> Path:
         raise RuntimeError("vegeta is not installed (scripts/install-tools.sh vegeta), or pass --sweep none")
     run_id = args.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(args.results) / run_id
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=False)  # never into an earlier run (run_folder_problem)
     stack = Stack()
     work = Path(tempfile.mkdtemp(prefix="celsius-run-"))
     started = time.monotonic()
@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--service-log-level", default="warn",
                         help="celsius-server --log-level during the run (default warn: no per-request log lines)")
     parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
-    parser.add_argument("--run-id", default=None, help="run folder name (default: UTC timestamp)")
+    parser.add_argument("--run-id", default=None,
+                        help="run folder name, a new folder inside --results (default: UTC timestamp)")
     parser.add_argument("--check-options", action="store_true",
                         help="check the options and exit (scripts/run.sh does, before it installs, builds or "
                              "starts anything)")
@@ -298,6 +299,20 @@ def out_of_range(checks: dict[str, tuple[bool, str]]) -> str | None:
     for option, (ok, must) in checks.items():
         if not ok:
             return f"{option}: must be {must}"
+    return None
+
+
+def run_folder_problem(results: str, run_id: str | None) -> str | None:
+    """Why RESULTS/RUN_ID cannot be a new run's folder, as an error message, or None. A run id is
+    a plain folder name (the run stays inside --results), and a run never writes into a folder
+    that exists: a report regenerated there would credit the earlier run's numbers to this
+    command."""
+    if run_id is None:
+        return None
+    if run_id in ("", ".", "..") or "/" in run_id or "\0" in run_id:
+        return f"--run-id: must be a plain folder name, not {run_id!r}"
+    if (Path(results) / run_id).exists():
+        return f"--run-id: {Path(results) / run_id} exists already: choose another name or remove it"
     return None
 
 
@@ -335,6 +350,7 @@ def main(argv: list[str]) -> int:
         "--ceiling-connections": (args.ceiling_connections >= 1, "at least 1"),
         "--port": (0 <= args.port <= 65535, "a TCP port, 0-65535 (0: a free one)"),
     })
+    wrong = wrong or run_folder_problem(args.results, args.run_id)
     if wrong:
         print(f"error: {wrong}", file=sys.stderr)
         return 2
