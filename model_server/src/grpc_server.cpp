@@ -224,8 +224,7 @@ int grpc_front::start(std::string& error) {
       builder.AddChannelArgument(arg.key, arg.value);
     }
   }
-  const unsigned threads = settings_.threads > 0 ? settings_.threads : usable_cpus();
-  for (unsigned i = 0; i < threads; ++i) queues_.push_back(builder.AddCompletionQueue());
+  for (unsigned i = 0, n = usable_cpus(); i < n; ++i) queues_.push_back(builder.AddCompletionQueue());
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0) {
     error = "Failed to BuildAndStart gRPC server";

@@ -33,7 +33,6 @@ struct grpc_settings {
   std::string socket_path;  // also listen on unix:<path> when set
   std::vector<channel_argument> channel_arguments;
   int max_threads = 0;          // gRPC's resource quota (TF Serving's --grpc_max_threads)
-  unsigned threads = 0;         // completion-queue threads; 0 = one per CPU of the affinity mask
   bool health_service = false;  // grpc.health.v1 (--enable_grpc_healthcheck_service)
   bool malformed_replies = false;
 };
