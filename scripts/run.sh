@@ -41,10 +41,10 @@ cluster_job() {
   bin="$("$root/scripts/python-env.sh" "$root/loadtest/requirements.txt")"
   local python=("$bin/python" -m celsius_loadtest cluster)
   if [[ " ${args[*]} " == *" --help "* || " ${args[*]} " == *" -h "* ]]; then
-    PYTHONPATH="$root/loadtest/src" exec "${python[@]}" --help
+    CELSIUS_PROG="scripts/run.sh --cluster" PYTHONPATH="$root/loadtest/src" exec "${python[@]}" --help
   fi
   # Wrong options fail now, not after the images, the cluster and the imports.
-  PYTHONPATH="$root/loadtest/src" "${python[@]}" "${args[@]}" --check-options
+  CELSIUS_PROG="scripts/run.sh --cluster" PYTHONPATH="$root/loadtest/src" "${python[@]}" "${args[@]}" --check-options
   local job_pid=""
   # The job runs in the background so that this shell can pass a Ctrl-C or SIGTERM on to it
   # (it then uninstalls its releases) and take the cluster down after it with --down.
@@ -79,11 +79,11 @@ fi
 
 if [[ " $* " == *" --help "* || " $* " == *" -h "* ]]; then  # the options, without installing or building
   bin="$("$root/scripts/python-env.sh" "$root/loadtest/requirements.txt")"
-  PYTHONPATH="$root/loadtest/src" exec "$bin/python" -m celsius_loadtest run --help
+  CELSIUS_PROG=scripts/run.sh PYTHONPATH="$root/loadtest/src" exec "$bin/python" -m celsius_loadtest run --help
 fi
 # Wrong options fail now, not after the packages, the tools and the build.
 bin="$("$root/scripts/python-env.sh" "$root/loadtest/requirements.txt")"
-PYTHONPATH="$root/loadtest/src" "$bin/python" -m celsius_loadtest run "$@" --check-options
+CELSIUS_PROG=scripts/run.sh PYTHONPATH="$root/loadtest/src" "$bin/python" -m celsius_loadtest run "$@" --check-options
 "$root/scripts/install-deps.sh" bench
 "$root/scripts/install-tools.sh" vegeta >/dev/null
 # The virtualenv first: celsius-model-server is built against its tensorflow-cpu wheel's C API.

@@ -107,3 +107,12 @@ def test_service_coalescing_needs_its_three_flags():
     unbatched = next(c for c in sweep.CONFIGURATIONS if c.name == "model-grpc")
     assert unbatched.service_flags == ("--model-batch-max-values", "0")  # coalescing is on by default
     assert sweep.skip_reason(unbatched, command, "") == "celsius-server does not list --model-batch-max-values in its --help"
+
+
+def test_find_vegeta_takes_the_given_binary_or_none_never_another(tmp_path):
+    given = tmp_path / "vegeta"
+    given.write_text("#!/bin/sh\n")
+    given.chmod(0o755)
+    assert sweep.find_vegeta(str(given)) == str(given)
+    # A given path that is not there is not replaced by .tools/bin/vegeta or PATH's.
+    assert sweep.find_vegeta(str(tmp_path / "missing")) is None

@@ -39,6 +39,14 @@ RUN_SH = REPO / "scripts" / "run.sh"
     (["--cluster", "--run-id", "a/b"], "--run-id: must be a plain folder name"),
     (["--results", str(REPO), "--run-id", "results"], "results exists already: choose another name"),
     (["--cluster", "--results", str(REPO), "--run-id", "results"], "results exists already"),
+    # A program named by path is checked before the build, and never silently replaced by
+    # another (a missing --vegeta used to fall back to .tools/bin/vegeta).
+    (["--model-server", "/no/such/model-server"], "--model-server: /no/such/model-server is not an executable file"),
+    (["--vegeta", "/no/such/vegeta"], "--vegeta: /no/such/vegeta is not an executable file"),
+    (["--binary", str(REPO / "README.md")], "README.md is not an executable file"),
+    # Errors name the command that was typed.
+    (["--users", "many"], "usage: scripts/run.sh "),
+    (["--cluster", "--users", "many"], "usage: scripts/run.sh --cluster "),
 ])
 def test_wrong_options_are_refused_before_anything_is_built_or_started(argv, message):
     done = subprocess.run([str(RUN_SH), *argv], capture_output=True, text=True, timeout=600)
@@ -48,3 +56,22 @@ def test_wrong_options_are_refused_before_anything_is_built_or_started(argv, mes
     assert done.stdout == "", done.stdout
     for step in ("==>", "[cluster", "docker", "cmake", "Starting Locust"):
         assert step not in done.stderr, (step, done.stderr)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--help"], ["usage: scripts/run.sh ", "scripts/run.sh --cluster [--down]",
+                  "--ceiling-connections CEILING_CONNECTIONS", "--binary BINARY"]),
+    (["--cluster", "--help"], ["usage: scripts/run.sh --cluster ", "scripts/run.sh --cluster only:\n  --down  "]),
+])
+def test_help_names_the_script_and_every_option(argv, expected):
+    done = subprocess.run([str(RUN_SH), *argv], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for text in expected:
+        assert text in done.stdout, (text, done.stdout)
+    # Every option has a help text: argparse puts it after the option on the same line, or on
+    # the next line, indented; an option without one stands alone.
+    lines = done.stdout.splitlines()
+    bare = [line.strip() for line, after in zip(lines, [*lines[1:], ""])
+            if line.strip().startswith("-") and "  " not in line.strip()
+            and not (after.startswith(" " * 8) and not after.strip().startswith("-"))]
+    assert not bare, bare

@@ -59,6 +59,11 @@ RELEASE = "celsius"  # the locust chart's targetHost default is http://celsius:8
 SERVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=server"
 # The images this project's clusters hold: the official tensorflow/serving cannot be pulled
 # on the local cluster, so its model server is the project's (celsius/model-server).
+# What `scripts/run.sh --cluster --help` adds (it sets CELSIUS_PROG): its one option of its own.
+RUN_SH_EPILOG_CLUSTER = """scripts/run.sh --cluster only:
+  --down                take the cluster down at the end, whatever happened
+                        (without it the cluster is left up for the next run)"""
+
 LOCAL_IMAGE_SETS = ("tfServing.image.repository=celsius/model-server",)
 
 
@@ -341,7 +346,8 @@ def locust_version(out: Path, scenarios: list[str]) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m celsius_loadtest cluster", description=__doc__,
+    parser = argparse.ArgumentParser(prog=os.environ.get("CELSIUS_PROG", "python -m celsius_loadtest cluster"),
+                                     description=__doc__, epilog=RUN_SH_EPILOG_CLUSTER if "CELSIUS_PROG" in os.environ else None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     locust = add_locust_arguments(parser, "Locust scenarios (the local job's defaults)")
     locust.add_argument("--workers", type=int, default=2, help="Locust workers (default 2; the master is one more pod)")

@@ -44,6 +44,7 @@ from celsius_loadtest.stack import (
     Stack,
     cpu_seconds,
     http_get,
+    MODEL_SERVER_CHOICES,
     log,
     model_server_command,
     repo_relative,
@@ -53,6 +54,11 @@ from celsius_loadtest.stack import (
     start_service,
     wait_with_cpu,
 )
+
+# What `scripts/run.sh --help` adds (it sets CELSIUS_PROG): the same job on Kubernetes.
+RUN_SH_EPILOG = """On Kubernetes: scripts/run.sh --cluster [--down] [options] runs the Locust scenarios on a local
+cluster that it brings up (and with --down takes down at the end); scripts/run.sh --cluster --help
+lists its options."""
 
 SCENARIOS = {"native": "native", "model": "model", "mixed": None}  # scenario -> Locust --tags (None: all)
 
@@ -171,7 +177,7 @@ def _r(value: float | None, digits: int = 1):
 def run(args: argparse.Namespace) -> Path:
     python = sys.executable
     locust = str(Path(python).with_name("locust"))
-    args.binary = Path(args.binary)
+    args.binary = Path(args.binary or REPO / "build" / "release" / "celsius-server")
     if not args.binary.exists():
         raise RuntimeError(f"{args.binary} is not built (cmake --preset release && cmake --build --preset release)")
     vegeta = sweep.find_vegeta(args.vegeta) if args.sweep else None
@@ -259,7 +265,8 @@ def add_locust_arguments(parser: argparse.ArgumentParser, title: str, none_allow
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m celsius_loadtest run", description=__doc__,
+    parser = argparse.ArgumentParser(prog=os.environ.get("CELSIUS_PROG", "python -m celsius_loadtest run"),
+                                     description=__doc__, epilog=RUN_SH_EPILOG if "CELSIUS_PROG" in os.environ else None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_locust_arguments(parser, "Locust scenarios", "; or none")
     capacity = parser.add_argument_group("capacity sweep")
@@ -276,12 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--vegeta", default=None, help="vegeta binary (default: .tools/bin/vegeta, else PATH)")
     capacity.add_argument("--ceiling-seconds", type=int, default=5,
                           help="closed-loop wrk run per configuration; 0 skips (default 5)")
-    capacity.add_argument("--ceiling-connections", type=int, default=16)
+    capacity.add_argument("--ceiling-connections", type=int, default=16,
+                          help="wrk's connections in the closed-loop run (default 16)")
     parser.add_argument("--model-server", default="auto",
-                        help="auto (tensorflow_model_server when on PATH, else the stand-in celsius-model-server), stand-in, "
-                             "tensorflow_model_server, or the path of a binary with tensorflow_model_server's flags")
+                        help=f"{', '.join(MODEL_SERVER_CHOICES)} or the path of a binary with tensorflow_model_server's "
+                             "flags (default auto: tensorflow_model_server when on PATH, else stand-in, which is "
+                             "celsius-model-server from build/release)")
     parser.add_argument("--port", type=int, default=0, help="service port in the Locust scenarios (default: a free one)")
-    parser.add_argument("--binary", default=str(REPO / "build" / "release" / "celsius-server"))
+    parser.add_argument("--binary", default=None,
+                        help="celsius-server binary (default build/release/celsius-server, which scripts/run.sh builds)")
     parser.add_argument("--service-log-level", default="warn",
                         help="celsius-server --log-level during the run (default warn: no per-request log lines)")
     parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
@@ -314,6 +324,13 @@ def run_folder_problem(results: str, run_id: str | None) -> str | None:
     if (Path(results) / run_id).exists():
         return f"--run-id: {Path(results) / run_id} exists already: choose another name or remove it"
     return None
+
+
+def executable_problem(option: str, path: str | None) -> str | None:
+    """Why PATH, given as OPTION, cannot be run, as an error message, or None (no path given)."""
+    if path is None or (Path(path).is_file() and os.access(path, os.X_OK)):
+        return None
+    return f"{option}: {path} is not an executable file"
 
 
 def _names(text: str, known: list[str], option: str) -> list[str]:
@@ -350,7 +367,10 @@ def main(argv: list[str]) -> int:
         "--ceiling-connections": (args.ceiling_connections >= 1, "at least 1"),
         "--port": (0 <= args.port <= 65535, "a TCP port, 0-65535 (0: a free one)"),
     })
-    wrong = wrong or run_folder_problem(args.results, args.run_id)
+    wrong = (wrong or run_folder_problem(args.results, args.run_id)
+             or executable_problem("--model-server", None if args.model_server in MODEL_SERVER_CHOICES
+                                   else args.model_server)
+             or executable_problem("--vegeta", args.vegeta) or executable_problem("--binary", args.binary))
     if wrong:
         print(f"error: {wrong}", file=sys.stderr)
         return 2

@@ -208,6 +208,9 @@ class ModelServerCommand:
         return all(flag in self._help for flag in flags)
 
 
+MODEL_SERVER_CHOICES = ("auto", "stand-in", "tensorflow_model_server")  # else a path (model_server_command)
+
+
 def model_server_command(choice: str, python: str) -> ModelServerCommand:
     """The one place that picks the model server. `choice`: `auto` (tensorflow_model_server when
     on PATH, else the stand-in), `stand-in`, `tensorflow_model_server`, or a path to any binary
@@ -217,7 +220,7 @@ def model_server_command(choice: str, python: str) -> ModelServerCommand:
         if not real:
             raise RuntimeError("tensorflow_model_server is not on PATH")
         return _binary(real, "tensorflow_model_server")
-    if choice not in ("auto", "stand-in"):
+    if choice not in MODEL_SERVER_CHOICES:
         path = Path(choice)
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise RuntimeError(f"--model-server {choice}: not an executable file")

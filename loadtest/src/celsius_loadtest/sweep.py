@@ -114,8 +114,10 @@ class Settings:
 
 
 def find_vegeta(explicit: str | None) -> str | None:
-    """The vegeta binary: `explicit`, else .tools/bin/vegeta (scripts/install-tools.sh), else PATH."""
-    for candidate in (explicit, str(REPO / ".tools" / "bin" / "vegeta"), shutil.which("vegeta")):
+    """The vegeta binary: `explicit` if it is a file (no other when it is given), else
+    .tools/bin/vegeta (scripts/install-tools.sh), else PATH; None if there is none."""
+    candidates = (explicit,) if explicit else (str(REPO / ".tools" / "bin" / "vegeta"), shutil.which("vegeta"))
+    for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
