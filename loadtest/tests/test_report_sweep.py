@@ -304,3 +304,10 @@ def test_latency_units_keep_their_digits_at_the_boundaries(us, shown):
     from celsius_loadtest.report import fmt_us
 
     assert fmt_us(us) == shown
+
+
+def test_locust_rate_over_a_lower_bound_knee_is_an_upper_bound(run_dir):
+    lines = render_markdown(load_run(run_dir), []).splitlines()
+    # native's knee is only a lower bound (>= 200 req/s: the generator ran out), model-grpc's is not.
+    assert any(line.startswith("- `native`: ") and "that is \u2264 0.50x the sweep's knee" in line for line in lines)
+    assert any(line.startswith("- `model`: ") and "that is 0.50x the sweep's knee" in line for line in lines)

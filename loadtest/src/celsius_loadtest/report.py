@@ -692,7 +692,8 @@ def section_locust_limits(run: Run, charts: set) -> list[str]:
         if cores is not None:
             text += f"; its pods (master and workers) used at most {cores:.2f} CPU cores (metrics API)"
         if c and c.knee.rps:
-            text += (f"; that is {_fmt_ratio(_ratio(r.get('rps'), c.knee.rps))} the sweep's knee for "
+            # Over a knee that is only a lower bound, the ratio is only an upper bound.
+            text += (f"; that is {bounded_ratio(r.get('rps'), False, c.knee.rps, c.knee.lower_bound)} the sweep's knee for "
                      f"{md_text(c.title)}, {knee_text(c)} req/s")
         if c and c.ceiling and c.ceiling.get("rps"):
             text += (f"; {_fmt_ratio(_ratio(r.get('rps'), c.ceiling['rps']))} wrk's closed-loop maximum, "
