@@ -13,7 +13,15 @@ if ! docker info >/dev/null 2>&1; then
   # No engine answering (e.g. a fresh Debian machine): Debian's engine, compose and debootstrap.
   "$root/scripts/install-deps.sh" docker
   echo "docker-engine: starting dockerd"
-  nohup dockerd >/var/log/celsius-dockerd.log 2>&1 &
+  # The engine outlives this script: it must not keep the caller's other file descriptors open
+  # (a caller's lock file, or a pipe its reader then waits on forever), so they are closed.
+  (
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      ((fd <= 2)) || eval "exec $fd>&-"
+    done
+    exec nohup dockerd </dev/null >/var/log/celsius-dockerd.log 2>&1
+  ) &
   for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { tail -30 /var/log/celsius-dockerd.log >&2; exit 1; }
 fi
