@@ -57,13 +57,13 @@ from celsius_loadtest.stack import REPO, log, repo_relative, scrub_paths
 
 RELEASE = "celsius"  # the locust chart's targetHost default is http://celsius:8000
 SERVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=server"
-# The images this project's clusters hold: the official tensorflow/serving cannot be pulled
-# on the local cluster, so its model server is the project's (celsius/model-server).
 # What `scripts/run.sh --cluster --help` adds (it sets CELSIUS_PROG): its one option of its own.
 RUN_SH_EPILOG_CLUSTER = """scripts/run.sh --cluster only:
   --down                take the cluster down at the end, whatever happened
                         (without it the cluster is left up for the next run)"""
 
+# The images this project's clusters hold: the official tensorflow/serving cannot be pulled
+# on the local cluster, so its model server is the project's (celsius/model-server).
 LOCAL_IMAGE_SETS = ("tfServing.image.repository=celsius/model-server",)
 
 
