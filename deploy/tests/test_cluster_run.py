@@ -1,8 +1,10 @@
 """The main job on the local cluster, for real and short: `scripts/run.sh --cluster` with 5 s per
 scenario (4 users, the locust chart's master + 2 workers), a timeline sample every 2 s. Checks
 the results folder as a user would read it (Locust's files per scenario, timeline.csv,
-answers.csv, run.json, the report's sections and charts), that the job leaves nothing installed,
-and that a job stopped with SIGTERM in the middle of a scenario uninstalls everything too.
+answers.csv, run.json, the pods' logs, the report's sections and charts), that the job leaves
+nothing installed, and that a job stopped with SIGTERM in the middle of a scenario uninstalls
+everything too. A scenario with failed requests fails with Locust's failures and what the pods
+logged of them.
 
 Nothing here asserts a rate, a latency or a replica count: on a busy 2-core machine a 5 s run
 may or may not move the HPA. What must hold on any machine is asserted: every scenario made
@@ -72,8 +74,26 @@ def test_locusts_files_of_each_scenario_came_out_of_the_master_pod(run_dir, scen
     table = stats(run_dir, scenario)
     endpoints = {row["Name"]: (row["Request Count"], row["Failure Count"]) for _, row in table.iterrows()}
     assert set(endpoints) == ENDPOINTS[scenario] | {"Aggregated"}, endpoints
+    failed = (run_dir / f"{scenario}_failures.csv").read_text()
     for name, (requests, failures) in endpoints.items():
-        assert requests > 0 and failures == 0, (scenario, name, requests, failures)
+        assert requests > 0 and failures == 0, (scenario, name, requests, failures, failed, failed_requests(run_dir))
+
+
+def failed_requests(run_dir: Path) -> str:
+    """What the pods logged of requests that failed, and their other events (pods/*.log keeps only
+    those; cluster.quiet_log): the message for a scenario with failures."""
+    return "\n".join(f"{path.name}:\n{path.read_text()[-3000:]}" for path in sorted((run_dir / "pods").glob("*.log")))
+
+
+def test_each_pod_of_the_release_left_its_log(run_dir):
+    logs = {path.name: path.read_text() for path in (run_dir / "pods").glob("*.log")}
+    service = [text for name, text in logs.items() if not name.startswith("celsius-tf-serving-")]
+    model = [text for name, text in logs.items() if name.startswith("celsius-tf-serving-")]
+    assert service and model, sorted(logs)
+    assert all('"msg":"listening"' in text for text in service), failed_requests(run_dir)
+    # The answered requests' access-log lines are left out; the events of each pod stay.
+    assert all('"status":200' not in text for text in service)
+    assert all(text.strip() for text in model)
 
 
 def test_the_timeline_has_every_deployment_and_the_node_in_every_scenario(run_dir):

@@ -16,7 +16,8 @@ the distributed locust chart, the autoscaling recorded, the report written.
    (`<scenario>_stats.csv`, `_stats_history.csv`, `_failures.csv`, `_exceptions.csv`, `.html`,
    its log) and uninstalls the release.
 4. Writes RUN_DIR: those files, timeline.csv, answers.csv, run.json (the command, the
-   cluster's versions, the charts' values set, the HPAs), report.md and its charts.
+   cluster's versions, the charts' values set, the HPAs), report.md and its charts, and
+   pods/<pod>.log per pod of the celsius release (its events and failed requests; `save_pod_logs`).
 
 Every release it installs is uninstalled on every exit path (an error, Ctrl-C, SIGTERM), and
 the namespace is deleted if the job created it; the cluster itself is left as it was.
@@ -229,6 +230,56 @@ def ours(release: str) -> bool:
     return release == RELEASE or release.startswith("locust-")
 
 
+def quiet_log(text: str) -> str:
+    """A pod's log without the service's access-log lines of answered requests (`"msg":"request"`
+    with a status below 400; server/src/logging.cpp), each line read from its first `{` (kubectl's
+    `--timestamps` prefix before it): what is left are its events and every request that failed,
+    small enough to keep with a run."""
+    kept = []
+    for line in text.splitlines():
+        if '"msg":"request"' in line:
+            try:
+                if int(json.loads(line[line.index("{"):]).get("status", 0)) < 400:
+                    continue
+            except (ValueError, TypeError, AttributeError):
+                pass  # not one of the service's JSON lines: kept as it is
+        kept.append(line)
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+def save_pod_logs(kube: Kube, namespace: str, folder: Path) -> list[Path]:
+    """Before the release goes: each pod of the celsius release (service and model server) gets
+    `pods/<pod>.log` in `folder`: its containers' logs (`kubectl logs --all-containers
+    --timestamps`, and the previous container's too when it restarted) through `quiet_log` and
+    `scrub_paths`. Best effort: a pod that is gone or a log that cannot be read is noted in the
+    file, never an error of the run."""
+    try:
+        pods = kube.json("-n", namespace, "get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}",
+                         timeout=60)["items"]
+    except (CommandError, subprocess.TimeoutExpired, ValueError) as e:
+        log(f"pod logs not saved: {str(e)[:200]}")
+        return []
+    written = []
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        restarted = any(c.get("restartCount", 0) for c in pod.get("status", {}).get("containerStatuses", []))
+        parts = []
+        for previous in ((True, False) if restarted else (False,)):
+            argv = ["-n", namespace, "logs", name, "--all-containers", "--timestamps", "--tail=-1"]
+            try:
+                text = kube.run(["kubectl", *argv, *(["--previous"] if previous else [])], check=False, timeout=60)
+            except subprocess.TimeoutExpired:
+                parts.append("# kubectl logs timed out\n")
+                continue
+            heading = "# the previous container (it restarted)\n" if previous else ""
+            parts.append(heading + (quiet_log(text.stdout) if text.returncode == 0 else f"# {text.stderr.strip()}\n"))
+        path = folder / "pods" / f"{name}.log"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(scrub_paths("".join(parts)))
+        written.append(path)
+    return written
+
+
 def uninstall_everything(kube: Kube, namespace: str, created_namespace: bool) -> None:
     """Every release of this job in the namespace (Locust's first; in any state, so also one whose
     install was interrupted), then the namespace if this job created it."""
@@ -322,6 +373,7 @@ def run(args: argparse.Namespace) -> Path:
             if timeline is not None:
                 timeline.stop()
                 timeline.write(out)
+                save_pod_logs(kube, ns, out)
             uninstall_everything(kube, ns, created_namespace)
         finally:
             for s, handler in previous.items():
