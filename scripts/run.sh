@@ -31,6 +31,12 @@
 #   scripts/run.sh --cluster --help
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+for a in "$@"; do  # the job's own first step below; given here it would check and then run everything
+  if [[ "$a" == --check-options* ]]; then
+    echo "scripts/run.sh: error: --check-options is for python -m celsius_loadtest run|cluster" >&2
+    exit 2
+  fi
+done
 
 cluster_job() {
   local down=0 args=() a
@@ -89,12 +95,16 @@ CELSIUS_PROG=scripts/run.sh PYTHONPATH="$root/loadtest/src" "$bin/python" -m cel
 # The virtualenv first: celsius-model-server is built against its tensorflow-cpu wheel's C API.
 bin="$("$root/scripts/python-env.sh" "$root/model/requirements.txt" "$root/model/requirements-nodeps.txt" \
   "$root/loadtest/requirements.txt")"
-cd "$root"
-stale() { [[ ! -x "$1" ]] || [[ -n "$(find "${@:2}" CMakeLists.txt proto -newer "$1" -print -quit)" ]]; }
-if stale build/release/celsius-server server/src server/api server/CMakeLists.txt ||
-  stale build/release/celsius-model-server model_server/src model_server/CMakeLists.txt; then
-  echo "==> building the service and the model server (release preset)"
-  cmake --preset release -DCELSIUS_REQUIRE_TENSORFLOW=ON >/dev/null
-  cmake --build --preset release --target celsius-server celsius-model-server
-fi
+# The build in the repository; the job in the caller's folder, where relative paths in the options
+# were checked and mean what the caller meant.
+(
+  cd "$root"
+  stale() { [[ ! -x "$1" ]] || [[ -n "$(find "${@:2}" CMakeLists.txt proto -newer "$1" -print -quit)" ]]; }
+  if stale build/release/celsius-server server/src server/api server/CMakeLists.txt ||
+    stale build/release/celsius-model-server model_server/src model_server/CMakeLists.txt; then
+    echo "==> building the service and the model server (release preset)"
+    cmake --preset release -DCELSIUS_REQUIRE_TENSORFLOW=ON >/dev/null
+    cmake --build --preset release --target celsius-server celsius-model-server
+  fi
+)
 CELSIUS_RUN_COMMAND="scripts/run.sh $*" PYTHONPATH="$root/loadtest/src" MPLBACKEND=Agg exec "$bin/python" -m celsius_loadtest run "$@"

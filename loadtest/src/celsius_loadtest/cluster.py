@@ -15,12 +15,14 @@ the distributed locust chart, the autoscaling recorded, the report written.
    traffic stays inside the cluster. After each, copies Locust's files out of the master pod
    (`<scenario>_stats.csv`, `_stats_history.csv`, `_failures.csv`, `_exceptions.csv`, `.html`,
    its log) and uninstalls the release.
-4. Writes RUN_DIR: those files, timeline.csv, answers.csv, run.json (the command, the
-   cluster's versions, the charts' values set, the HPAs), report.md and its charts, and
-   pods/<pod>.log per pod of the celsius release (its events and failed requests; `save_pod_logs`).
+4. Writes the run folder (`--results`/`--run-id`): those files, timeline.csv, answers.csv,
+   run.json (the command, the cluster's versions, the charts' values set, the HPAs), report.md
+   and its charts, and pods/<pod>.log per pod of the celsius release (its events and failed
+   requests; `save_pod_logs`).
 
 Every release it installs is uninstalled on every exit path (an error, Ctrl-C, SIGTERM), and
-the namespace is deleted if the job created it; the cluster itself is left as it was.
+the namespace is deleted if the job created it. Nothing else in the cluster is changed
+(`scripts/run.sh --cluster` brings the local cluster up first and leaves it up unless `--down`).
 Talks to the cluster only through kubectl and helm (KUBECONFIG), so it runs against any
 cluster that has the images and a metrics API; `scripts/run.sh --cluster` prepares the local
 one (scripts/cluster.sh) first.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,18 +53,23 @@ from celsius_loadtest.runner import (
     SCENARIOS,
     _names,
     add_locust_arguments,
+    finite,
     machine,
     out_of_range,
+    results_problem,
     run_folder_problem,
 )
 from celsius_loadtest.stack import REPO, log, repo_relative, scrub_paths
 
 RELEASE = "celsius"  # the locust chart's targetHost default is http://celsius:8000
 SERVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=server"
-# What `scripts/run.sh --cluster --help` adds (it sets CELSIUS_PROG): its one option of its own.
-RUN_SH_EPILOG_CLUSTER = """scripts/run.sh --cluster only:
-  --down                take the cluster down at the end, whatever happened
-                        (without it the cluster is left up for the next run)"""
+# `scripts/run.sh --cluster` takes --down itself; its parser (CELSIUS_PROG set) lists it.
+RUN_SH_DOWN_HELP = ("scripts/run.sh --cluster only: take the cluster down at the end, whatever happened (without it "
+                    "the cluster is left up for the next run)")
+# A Kubernetes namespace name: an RFC 1123 DNS label (Kubernetes' validation.IsDNS1123Label).
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A Go duration (time.ParseDuration), helm's --timeout: 90s, 10m, 1h30m, 1.5h.
+GO_DURATION = re.compile(r"(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+|0")
 
 # The images this project's clusters hold: the official tensorflow/serving cannot be pulled
 # on the local cluster, so its model server is the project's (celsius/model-server).
@@ -399,8 +407,10 @@ def locust_version(out: Path, scenarios: list[str]) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=os.environ.get("CELSIUS_PROG", "python -m celsius_loadtest cluster"),
-                                     description=__doc__, epilog=RUN_SH_EPILOG_CLUSTER if "CELSIUS_PROG" in os.environ else None,
+                                     allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    if "CELSIUS_PROG" in os.environ:  # run by scripts/run.sh, which handles --down and never passes it on
+        parser.add_argument("--down", action="store_true", help=RUN_SH_DOWN_HELP)
     locust = add_locust_arguments(parser, "Locust scenarios (the local job's defaults)")
     locust.add_argument("--workers", type=int, default=2, help="Locust workers (default 2; the master is one more pod)")
     locust.add_argument("--workers-wait", type=int, default=300,
@@ -412,17 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{' '.join(LOCAL_IMAGE_SETS)} (the local cluster's images); given, it replaces that")
     parser.add_argument("--locust-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a value for the locust chart (helm --set; repeatable), e.g. workers.resources.requests.cpu=1")
-    parser.add_argument("--sample-seconds", type=float, default=5.0,
+    parser.add_argument("--sample-seconds", type=finite, default=5.0,
                         help="timeline: seconds between samples (default 5; the metrics API refreshes every 15 s)")
-    parser.add_argument("--settle", type=float, default=0,
+    parser.add_argument("--settle", type=finite, default=0,
                         help="before each scenario, wait up to this many seconds for every HPA to be back at its "
                              "minimum (default 0: no wait; Kubernetes' scale-down window is 300 s)")
     parser.add_argument("--install-timeout", default="10m", help="helm install --timeout (default 10m)")
-    parser.add_argument("--metrics-wait", type=float, default=180,
+    parser.add_argument("--metrics-wait", type=finite, default=180,
                         help="after the install, wait up to this many seconds until the metrics API has a CPU "
                              "figure for every pod and the HPA a current utilisation, so the timeline has CPU "
                              "from the first scenario on (default 180; 0: no wait)")
-    parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
+    parser.add_argument("--results", default=str(REPO / "results"),
+                        help="parent folder of the run folder (default: the repository's results/)")
     parser.add_argument("--run-id", default=None,
                         help="run folder name, a new folder inside --results (default: UTC timestamp)")
     parser.add_argument("--check-options", action="store_true",
@@ -441,19 +452,23 @@ def main(argv: list[str]) -> int:
     if not args.scenarios:
         print("error: nothing to run (--scenarios none)", file=sys.stderr)
         return 2
-    if args.workers < 1 or args.users < 1:
-        print("error: --workers and --users must be at least 1", file=sys.stderr)
-        return 2
     wrong = out_of_range({
+        "--users": (args.users >= 1, "at least 1"),
+        "--workers": (args.workers >= 1, "at least 1"),
         "--duration": (args.duration >= 1, "at least 1 s"),
         "--spawn-rate": (args.spawn_rate is None or args.spawn_rate > 0, "above 0"),
         "--workers-wait": (args.workers_wait >= 1, "at least 1 s"),
         "--sample-seconds": (args.sample_seconds > 0, "above 0"),
         "--settle": (args.settle >= 0, "0 (no wait) or more"),
         "--metrics-wait": (args.metrics_wait >= 0, "0 (no wait) or more"),
-        "--celsius-set": (all("=" in s for s in args.celsius_set or []), "KEY=VALUE"),
-        "--locust-set": (all("=" in s for s in args.locust_set), "KEY=VALUE"),
-    }) or run_folder_problem(args.results, args.run_id)
+        "--namespace": (NAMESPACE_NAME.fullmatch(args.namespace) is not None,
+                        "a Kubernetes namespace name: at most 63 of a-z, 0-9 and '-', a letter or digit at each end"),
+        "--install-timeout": (GO_DURATION.fullmatch(args.install_timeout) is not None,
+                              "a duration as helm takes it, e.g. 90s, 10m, 1h30m"),
+        "--celsius-set": (all(s.partition("=")[0].strip() and "=" in s for s in args.celsius_set or []),
+                          "KEY=VALUE with a KEY"),
+        "--locust-set": (all(s.partition("=")[0].strip() and "=" in s for s in args.locust_set), "KEY=VALUE with a KEY"),
+    }) or results_problem(args.results) or run_folder_problem(args.results, args.run_id)
     if wrong:
         print(f"error: {wrong}", file=sys.stderr)
         return 2

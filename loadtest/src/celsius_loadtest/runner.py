@@ -13,9 +13,10 @@ numbers, write the report.
    over REST, unbatched; with the model server's batching; with the service's request
    coalescing at its defaults) with the service and the model server pinned to a CPU each,
    under vegeta's open-loop load at fixed rates stepped up until errors or latency pass a
-   bound; a closed-loop wrk ceiling per configuration. Configurations this checkout cannot run are named with the reason.
-5. Writes RUN_DIR: per scenario Locust's CSV files and HTML report, sweep.json and sweep.csv,
-   run.json, report.md and its charts.
+   bound; a closed-loop wrk ceiling per configuration. Configurations this checkout cannot
+   run are named with the reason.
+5. Writes the run folder (`--results`/`--run-id`): per scenario Locust's CSV files and HTML
+   report, sweep.json and sweep.csv, run.json, report.md and its charts.
 
 Every process it starts is stopped on exit, on an error and on Ctrl-C / SIGTERM.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import platform
 import re
@@ -41,12 +43,14 @@ from celsius_loadtest import sweep
 from celsius_loadtest.stack import (
     LOADTEST_DIR,
     REPO,
+    MODEL_SERVER_CHOICES,
     Stack,
     cpu_seconds,
+    executable_problem,
     http_get,
-    MODEL_SERVER_CHOICES,
     log,
     model_server_command,
+    model_server_problem,
     repo_relative,
     scrub_logs,
     scrub_paths,
@@ -55,6 +59,8 @@ from celsius_loadtest.stack import (
     wait_with_cpu,
 )
 
+# celsius-server's --log-level values (server/src/config.cpp).
+SERVICE_LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "off")
 # What `scripts/run.sh --help` adds (it sets CELSIUS_PROG): the same job on Kubernetes.
 RUN_SH_EPILOG = """On Kubernetes: scripts/run.sh --cluster [--down] [options] runs the Locust scenarios on a local
 cluster that it brings up (and with --down takes down at the end); scripts/run.sh --cluster --help
@@ -258,7 +264,7 @@ def add_locust_arguments(parser: argparse.ArgumentParser, title: str, none_allow
     locust.add_argument("--duration", type=parse_duration, default=parse_duration("60s"),
                         help="Locust run time per scenario (default 60s)")
     locust.add_argument("--users", type=int, default=16, help="Locust users per scenario (default 16)")
-    locust.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
+    locust.add_argument("--spawn-rate", type=finite, default=None, help="users started per second (default: all at once)")
     locust.add_argument("--scenarios", default="native,model,mixed",
                         help=f"comma-separated, from: native, model, mixed{none_allowed} (default: all three)")
     return locust
@@ -266,16 +272,17 @@ def add_locust_arguments(parser: argparse.ArgumentParser, title: str, none_allow
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=os.environ.get("CELSIUS_PROG", "python -m celsius_loadtest run"),
-                                     description=__doc__, epilog=RUN_SH_EPILOG if "CELSIUS_PROG" in os.environ else None,
+                                     allow_abbrev=False, description=__doc__,
+                                     epilog=RUN_SH_EPILOG if "CELSIUS_PROG" in os.environ else None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_locust_arguments(parser, "Locust scenarios", "; or none")
     capacity = parser.add_argument_group("capacity sweep")
     capacity.add_argument("--sweep", default=",".join(sweep.CONFIGURATION_NAMES),
                           help=f"configurations, comma-separated, from: {', '.join(sweep.CONFIGURATION_NAMES)}; "
                                "or none (default: all; those this checkout cannot run are skipped and named)")
-    capacity.add_argument("--step-seconds", type=float, default=4.0, help="length of one constant-rate step (default 4)")
-    capacity.add_argument("--start-rate", type=float, default=100.0, help="first offered rate, req/s (default 100)")
-    capacity.add_argument("--p99-bound-ms", type=float, default=10.0,
+    capacity.add_argument("--step-seconds", type=finite, default=4.0, help="length of one constant-rate step (default 4)")
+    capacity.add_argument("--start-rate", type=finite, default=100.0, help="first offered rate, req/s (default 100)")
+    capacity.add_argument("--p99-bound-ms", type=finite, default=10.0,
                           help="latency bound: a step with p99 above it is out of bounds (default 10)")
     capacity.add_argument("--max-steps", type=int, default=14, help="most steps per configuration (default 14)")
     capacity.add_argument("--sweep-workers", type=int, default=256,
@@ -292,9 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="service port in the Locust scenarios (default: a free one)")
     parser.add_argument("--binary", default=None,
                         help="celsius-server binary (default build/release/celsius-server, which scripts/run.sh builds)")
-    parser.add_argument("--service-log-level", default="warn",
-                        help="celsius-server --log-level during the run (default warn: no per-request log lines)")
-    parser.add_argument("--results", default=str(REPO / "results"), help="parent folder of the run folder")
+    parser.add_argument("--service-log-level", default="warn", choices=SERVICE_LOG_LEVELS,
+                        help="celsius-server --log-level during the run: %(choices)s (default warn: no "
+                             "per-request log lines)")
+    parser.add_argument("--results", default=str(REPO / "results"),
+                        help="parent folder of the run folder (default: the repository's results/)")
     parser.add_argument("--run-id", default=None,
                         help="run folder name, a new folder inside --results (default: UTC timestamp)")
     parser.add_argument("--check-options", action="store_true",
@@ -326,21 +335,42 @@ def run_folder_problem(results: str, run_id: str | None) -> str | None:
     return None
 
 
-def executable_problem(option: str, path: str | None) -> str | None:
-    """Why PATH, given as OPTION, cannot be run, as an error message, or None (no path given)."""
-    if path is None or (Path(path).is_file() and os.access(path, os.X_OK)):
-        return None
-    return f"{option}: {path} is not an executable file"
-
-
 def _names(text: str, known: list[str], option: str) -> list[str]:
-    if not text.strip():
+    """A comma-separated list of names from `known`, or `none` (an empty list). ValueError: an
+    empty list that is not `none` (`""`, `,`), an unknown name, a name given twice (its run
+    would write over the first one's files)."""
+    if text.strip() == "none":
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
         raise ValueError(f"{option}: empty; choose from {known} or none")
-    names = [] if text.strip() == "none" else [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"{option}: unknown {unknown}; choose from {known} or none")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{option}: {twice} given more than once")
     return names
+
+
+def finite(text: str) -> float:
+    """A float option's type: a finite number (`inf` and `nan` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def results_problem(results: str) -> str | None:
+    """Why --results cannot hold run folders, as an error message, or None (a missing folder is
+    created by the run)."""
+    path = Path(results)
+    if path.exists() and not path.is_dir():
+        return f"--results: {results} is not a folder"
+    return None
 
 
 def main(argv: list[str]) -> int:
@@ -367,9 +397,8 @@ def main(argv: list[str]) -> int:
         "--ceiling-connections": (args.ceiling_connections >= 1, "at least 1"),
         "--port": (0 <= args.port <= 65535, "a TCP port, 0-65535 (0: a free one)"),
     })
-    wrong = (wrong or run_folder_problem(args.results, args.run_id)
-             or executable_problem("--model-server", None if args.model_server in MODEL_SERVER_CHOICES
-                                   else args.model_server)
+    wrong = (wrong or results_problem(args.results) or run_folder_problem(args.results, args.run_id)
+             or model_server_problem(args.model_server)
              or executable_problem("--vegeta", args.vegeta) or executable_problem("--binary", args.binary))
     if wrong:
         print(f"error: {wrong}", file=sys.stderr)

@@ -211,20 +211,37 @@ class ModelServerCommand:
 MODEL_SERVER_CHOICES = ("auto", "stand-in", "tensorflow_model_server")  # else a path (model_server_command)
 
 
+def executable_problem(option: str, path: str | None) -> str | None:
+    """Why PATH, given as OPTION, cannot be run, as an error message, or None (no path given)."""
+    if path is None or (Path(path).is_file() and os.access(path, os.X_OK)):
+        return None
+    return f"{option}: {path} is not an executable file"
+
+
+def model_server_problem(choice: str) -> str | None:
+    """Why `--model-server CHOICE` cannot be run on this machine, as an error message, or None.
+    The stand-in is not checked: scripts/run.sh builds it after checking the options."""
+    if choice == "tensorflow_model_server" and not shutil.which("tensorflow_model_server"):
+        return "--model-server tensorflow_model_server: not on PATH (auto picks the stand-in then)"
+    if choice in MODEL_SERVER_CHOICES:
+        return None
+    problem = executable_problem("--model-server", choice)
+    return f"{problem}; nor one of {', '.join(MODEL_SERVER_CHOICES)}" if problem else None
+
+
 def model_server_command(choice: str, python: str) -> ModelServerCommand:
     """The one place that picks the model server. `choice`: `auto` (tensorflow_model_server when
     on PATH, else the stand-in), `stand-in`, `tensorflow_model_server`, or a path to any binary
-    with tensorflow_model_server's flags."""
+    with tensorflow_model_server's flags. RuntimeError: `model_server_problem`'s message, or the
+    stand-in is not built."""
+    problem = model_server_problem(choice)
+    if problem:
+        raise RuntimeError(problem)
     real = shutil.which("tensorflow_model_server")
     if choice == "tensorflow_model_server" or (choice == "auto" and real):
-        if not real:
-            raise RuntimeError("tensorflow_model_server is not on PATH")
         return _binary(real, "tensorflow_model_server")
     if choice not in MODEL_SERVER_CHOICES:
-        path = Path(choice)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise RuntimeError(f"--model-server {choice}: not an executable file")
-        return _binary(str(path.resolve()), repo_relative(path))
+        return _binary(str(Path(choice).resolve()), repo_relative(Path(choice)))
     binary = Path(os.environ.get("CELSIUS_MODEL_SERVER_BINARY", REPO / "build" / "release" / "celsius-model-server"))
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise RuntimeError(f"{repo_relative(binary)} is not built (cmake --preset release && "
