@@ -40,11 +40,19 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& target) {
   args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);
   args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);  // no service config from DNS TXT records
   args.SetMaxReceiveMessageSize(64 << 20);
-  // Per-call work this client never uses: the retry filter (on by default since gRPC 1.40;
-  // it keeps a copy of each call's messages for a retry policy, and none is configured
-  // here: no service config is set or read from DNS, so no call was ever retried) and
-  // channelz's per-call counters (no channelz service runs in this process).
-  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  // The channel's own subchannels (connections), not gRPC's process-wide pool, where channels
+  // with the same address and arguments share them (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+  // include/grpc/impl/channel_arg_names.h): a new client never starts with another client's
+  // failed connection still waiting out its reconnect backoff (tested by
+  // grpc_client_faults.a_new_client_does_not_inherit_another_clients_failed_connection).
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // The retry filter (GRPC_ARG_ENABLE_RETRIES) stays on, its default: no retry policy is
+  // configured, but it also makes gRPC's transparent retries, which resend a call a
+  // connection refused before the server saw it, e.g. one started as the model server's
+  // GOAWAY arrived at the end of its max_connection_age (gRFC A6; "If set to zero, disables
+  // retry behavior", include/grpc/impl/channel_arg_names.h). Turned off, such calls failed
+  // with UNAVAILABLE "GOAWAY received" (grpc_client_connection_age.* tests it).
+  // channelz's per-call counters are off: no channelz service runs in this process.
   args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
