@@ -41,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s [%d s]\n' "$*" "$SECONDS"; }  # seconds since the start: where CI's time goes
 fuzz_runs=0
 
 step "dependencies"
@@ -208,4 +208,4 @@ total() { local t=0 n; while read -r n; do t=$((t + n)); done; echo "$t"; }
 ctest_total=$({ grep -hoE 'out of [0-9]+' "$log" || true; } | { grep -oE '[0-9]+' || true; } | total)
 pytest_passed=$({ grep -hoE '^[0-9]+ passed' "$log" || true; } | { grep -oE '^[0-9]+' || true; } | total)
 # ctest and pytest counts, plus the fuzz run as one test.
-printf '\nsummary: %d passed, 0 failed\n' "$((ctest_total + pytest_passed + fuzz_runs))"
+printf '\nsummary: %d passed, 0 failed (%d s)\n' "$((ctest_total + pytest_passed + fuzz_runs))" "$SECONDS"
