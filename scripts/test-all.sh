@@ -24,7 +24,7 @@
 #         and model-server outage under load, gRPC spread, uninstall), the main job on it
 #         (`scripts/run.sh --cluster`, 5 s per scenario; and stopped mid-run), then `down` twice
 #         leaving nothing behind. The cluster is taken down on every exit path.
-# Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed".
+# Exits non-zero on the first failure. The last line sums up: "summary: N passed, 0 failed (S s)".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 stages=("$@")

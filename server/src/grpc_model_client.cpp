@@ -42,15 +42,16 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& target) {
   args.SetMaxReceiveMessageSize(64 << 20);
   // The channel's own subchannels (connections), not gRPC's process-wide pool, where channels
   // with the same address and arguments share them (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
-  // include/grpc/impl/channel_arg_names.h): a new client never starts with another client's
+  // grpc/impl/codegen/grpc_types.h in gRPC 1.51, Debian 12's): a new client never starts with another client's
   // failed connection still waiting out its reconnect backoff (tested by
   // grpc_client_faults.a_new_client_does_not_inherit_another_clients_failed_connection).
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   // The retry filter (GRPC_ARG_ENABLE_RETRIES) stays on, its default: no retry policy is
   // configured, but it also makes gRPC's transparent retries, which resend a call a
   // connection refused before the server saw it, e.g. one started as the model server's
-  // GOAWAY arrived at the end of its max_connection_age (gRFC A6; "If set to zero, disables
-  // retry behavior", include/grpc/impl/channel_arg_names.h). Turned off, such calls failed
+  // GOAWAY arrived at the end of its max_connection_age (gRFC A6; "When enabled, transparent
+  // retries will be performed as appropriate", grpc/impl/codegen/grpc_types.h in gRPC 1.51).
+  // Turned off, such calls failed
   // with UNAVAILABLE "GOAWAY received" (grpc_client_connection_age.* tests it).
   // channelz's per-call counters are off: no channelz service runs in this process.
   args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);

@@ -140,7 +140,7 @@ TEST(grpc_client_faults, a_dead_model_server_is_unavailable_without_hanging) {
 
 // gRPC shares subchannels (connections and their reconnect backoff) between the channels of a
 // process that have the same address and arguments, unless a channel asks for its own pool
-// (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, include/grpc/impl/channel_arg_names.h). A client must
+// (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, grpc/impl/codegen/grpc_types.h in gRPC 1.51). A client must
 // not inherit another client's failed connection: here a client fails against a dead port,
 // then a server starts on that port and a new client's first call must be answered (with a
 // shared pool it failed at once, "Connection refused", while the old subchannel waited out its
