@@ -78,9 +78,14 @@ cluster_job() {
   job_pid=""
   exit "$code"
 }
-if [[ "${1:-}" == --cluster ]]; then
-  shift
-  cluster_job "$@"
+# --cluster anywhere among the options (it was taken only as the first one, and anywhere else
+# the local job's parser refused it as an unknown argument).
+local_args=()
+for a in "$@"; do
+  [[ "$a" == --cluster ]] || local_args+=("$a")
+done
+if ((${#local_args[@]} < $#)); then
+  cluster_job ${local_args[@]+"${local_args[@]}"}
 fi
 
 if [[ " $* " == *" --help "* || " $* " == *" -h "* ]]; then  # the options, without installing or building

@@ -4,6 +4,7 @@ job checks them first (`--check-options`), so a typo costs seconds, not a build 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -70,11 +71,16 @@ RUN_SH = REPO / "scripts" / "run.sh"
     # Errors name the command that was typed.
     (["--users", "many"], "usage: scripts/run.sh "),
     (["--cluster", "--users", "many"], "usage: scripts/run.sh --cluster "),
+    # --cluster is the cluster job wherever it stands among the options.
+    (["--users", "many", "--cluster"], "usage: scripts/run.sh --cluster "),
+    (["--down", "--cluster", "--workers", "0"], "--workers: must be at least 1"),
 ])
 def test_wrong_options_are_refused_before_anything_is_built_or_started(argv, message):
     done = subprocess.run([str(RUN_SH), *argv], capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
+    # As argparse words its own refusals: the command typed, then "error:".
+    assert re.match(r"scripts/run\.sh( --cluster)?: error: ", done.stderr.splitlines()[-1]), done.stderr
     # Nothing of the job ran: no package step, image build, cluster, compile or Locust output.
     assert done.stdout == "", done.stdout
     for step in ("==>", "[cluster", "docker", "cmake", "Starting Locust"):

@@ -443,15 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Wrong options are refused as argparse refuses them: usage, "PROG: error: ...", exit 2.
     try:
         args.scenarios = _names(args.scenarios, list(SCENARIOS), "--scenarios")
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        parser.error(str(error))
     if not args.scenarios:
-        print("error: nothing to run (--scenarios none)", file=sys.stderr)
-        return 2
+        parser.error("nothing to run (--scenarios none)")
     wrong = out_of_range({
         "--users": (args.users >= 1, "at least 1"),
         "--workers": (args.workers >= 1, "at least 1"),
@@ -470,8 +470,7 @@ def main(argv: list[str]) -> int:
         "--locust-set": (all(s.partition("=")[0].strip() and "=" in s for s in args.locust_set), "KEY=VALUE with a KEY"),
     }) or results_problem(args.results) or run_folder_problem(args.results, args.run_id)
     if wrong:
-        print(f"error: {wrong}", file=sys.stderr)
-        return 2
+        parser.error(wrong)
     if args.spawn_rate is None:
         args.spawn_rate = float(args.users)
     if args.check_options:

@@ -374,16 +374,16 @@ def results_problem(results: str) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Wrong options are refused as argparse refuses them: usage, "PROG: error: ...", exit 2.
     try:
         args.scenarios = _names(args.scenarios, list(SCENARIOS), "--scenarios")
         args.sweep = _names(args.sweep, sweep.CONFIGURATION_NAMES, "--sweep")
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        parser.error(str(error))
     if not args.scenarios and not args.sweep:
-        print("error: nothing to run (--scenarios none and --sweep none)", file=sys.stderr)
-        return 2
+        parser.error("nothing to run (--scenarios none and --sweep none)")
     wrong = out_of_range({
         "--duration": (args.duration >= 1, "at least 1 s"),
         "--users": (args.users >= 1, "at least 1"),
@@ -401,8 +401,7 @@ def main(argv: list[str]) -> int:
              or model_server_problem(args.model_server)
              or executable_problem("--vegeta", args.vegeta) or executable_problem("--binary", args.binary))
     if wrong:
-        print(f"error: {wrong}", file=sys.stderr)
-        return 2
+        parser.error(wrong)
     if args.spawn_rate is None:
         args.spawn_rate = args.users
     if args.check_options:
