@@ -31,11 +31,15 @@
 #   scripts/run.sh --cluster --help
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-for a in "$@"; do  # the job's own first step below; given here it would check and then run everything
-  if [[ "$a" == --check-options* ]]; then
+# --cluster may stand anywhere among the options; the job gets the others.
+cluster=0
+job_args=()
+for a in "$@"; do
+  if [[ "$a" == --check-options* ]]; then  # the job's own first step below; given here it would check and then run everything
     echo "scripts/run.sh: error: --check-options is for python -m celsius_loadtest run|cluster" >&2
     exit 2
   fi
+  if [[ "$a" == --cluster ]]; then cluster=1; else job_args+=("$a"); fi
 done
 
 cluster_job() {
@@ -78,14 +82,8 @@ cluster_job() {
   job_pid=""
   exit "$code"
 }
-# --cluster anywhere among the options (it was taken only as the first one, and anywhere else
-# the local job's parser refused it as an unknown argument).
-local_args=()
-for a in "$@"; do
-  [[ "$a" == --cluster ]] || local_args+=("$a")
-done
-if ((${#local_args[@]} < $#)); then
-  cluster_job ${local_args[@]+"${local_args[@]}"}
+if ((cluster)); then
+  cluster_job ${job_args[@]+"${job_args[@]}"}
 fi
 
 if [[ " $* " == *" --help "* || " $* " == *" -h "* ]]; then  # the options, without installing or building
