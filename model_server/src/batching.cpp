@@ -112,7 +112,7 @@ void batch_scheduler::stop() {
   }
 }
 
-status batch_scheduler::schedule(const std::shared_ptr<batch_queue>& queue, std::unique_ptr<run_task> task) {
+status batch_scheduler::schedule(const std::shared_ptr<batch_queue>& queue, std::unique_ptr<run_task>& task) {
   if (task->rows > options_.max_batch_size) {
     return invalid_argument(
         fmt::format("Task size {} is larger than maximum input batch size {}", task->rows, options_.max_batch_size));

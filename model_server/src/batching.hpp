@@ -93,8 +93,9 @@ class batch_scheduler {
   batch_scheduler(const batch_scheduler&) = delete;
   batch_scheduler& operator=(const batch_scheduler&) = delete;
 
-  // Enqueues, or refuses at once (the task's `done` is not called then).
-  status schedule(const std::shared_ptr<batch_queue>& queue, std::unique_ptr<run_task> task);
+  // Enqueues the task (moved from `task`), or refuses at once: `task` then stays with the
+  // caller and its `done` is not called.
+  status schedule(const std::shared_ptr<batch_queue>& queue, std::unique_ptr<run_task>& task);
   // Shutdown begins: batches no longer wait for batch_timeout_micros (requests in flight
   // finish as soon as a thread is free).
   void flush();

@@ -7,14 +7,13 @@
 #include <rapidjson/error/en.h>
 #include <rapidjson/memorystream.h>
 #include <rapidjson/prettywriter.h>
-#include <rapidjson/stringbuffer.h>
 
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
-#include <map>
 #include <set>
 #include <vector>
 
@@ -26,8 +25,37 @@ namespace {
 
 using tensorflow::TensorProto;
 using tensorflow::TensorShapeProto;
-using writer_type = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
 using tensor_map = google::protobuf::Map<std::string, TensorProto>;
+
+// RapidJSON's output stream concept (Put, Flush) over a std::string: an answer's JSON is
+// written into the string it is sent from, with no StringBuffer to fill and copy out.
+struct string_output {
+  using Ch = char;
+  std::string& text;
+  void Put(char c) { text.push_back(c); }
+  void Flush() {}
+};
+using writer_type =
+    rapidjson::PrettyWriter<string_output, rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::MemoryPoolAllocator<>>;
+
+// A pretty writer appending to `text` whose stack of nesting levels (16 bytes a level) starts
+// in a buffer inside this object, so writing a tensor of up to about 20 dimensions takes
+// nothing from the heap (deeper nesting takes RapidJSON's pool chunks from malloc). Given no
+// allocator, RapidJSON's writer would malloc its own (one allocation, and a 64 KiB chunk).
+class json_writer {
+ public:
+  explicit json_writer(std::string& text) : out_{text}, writer(out_, &pool_, 16) {}
+  json_writer(const json_writer&) = delete;
+  json_writer& operator=(const json_writer&) = delete;
+
+ private:
+  alignas(8) char buffer_[512];
+  rapidjson::MemoryPoolAllocator<> pool_{buffer_, sizeof buffer_};
+  string_output out_;
+
+ public:
+  writer_type writer;
+};
 
 // TF Serving parses with kParseNanAndInfFlag; full precision makes every number read back
 // to the double its text denotes (RapidJSON's default path can be 1 ULP off).
@@ -69,8 +97,9 @@ bool write_decimal(writer_type& writer, T value) {
 // A JSON value as text, for error messages (json_tensor.cc, JsonValueToString): pretty-
 // printed, and a number that fits a float is written as that float.
 std::string json_value_to_string(const rapidjson::Value& value) {
-  rapidjson::StringBuffer buffer;
-  writer_type writer(buffer);
+  std::string text;
+  json_writer json(text);
+  writer_type& writer = json.writer;
   if (value.IsFloat()) {
     write_decimal(writer, value.GetFloat());
   } else if (value.IsDouble()) {
@@ -78,7 +107,7 @@ std::string json_value_to_string(const rapidjson::Value& value) {
   } else {
     value.Accept(writer);
   }
-  return {buffer.GetString(), buffer.GetSize()};
+  return text;
 }
 
 template <typename... Args>
@@ -220,9 +249,27 @@ status fill_tensor_proto(const rapidjson::Value& value, int level, tensorflow::D
   return {};
 }
 
-struct instance_shapes {
-  std::map<std::string, int> sizes;
-  std::map<std::string, TensorShapeProto> shapes;
+// The size and shape of each input's first instance, which every later instance must match.
+// Most requests have one or two inputs: their entries need no heap.
+class instance_shapes {
+ public:
+  struct entry {
+    std::string name;
+    int size = 0;
+    TensorShapeProto shape;
+  };
+  entry* find(const std::string& name) {
+    for (auto& e : entries_) {
+      if (e.name == name) return &e;
+    }
+    return nullptr;
+  }
+  void add(const std::string& name, int size, const TensorShapeProto& shape) {
+    entries_.push_back({name, size, shape});
+  }
+
+ private:
+  boost::container::small_vector<entry, 2> entries_;
 };
 
 status add_instance_item(const rapidjson::Value& item, const std::string& name, const input_map& inputs,
@@ -235,14 +282,13 @@ status add_instance_item(const rapidjson::Value& item, const std::string& name, 
   tensor.mutable_tensor_shape()->Clear();
   dense_shape(item, *tensor.mutable_tensor_shape());
   if (status s = fill_tensor_proto(item, 0, dtype, size, tensor); !s.ok()) return s;
-  const auto known = seen.sizes.find(name);
-  if (known == seen.sizes.end()) {
-    seen.sizes[name] = size;
-    seen.shapes[name] = tensor.tensor_shape();
-  } else if (known->second != size) {
-    return invalid_argument(fmt::format("Expecting tensor size: {} but got: {}", known->second, size));
-  } else if (!same_shape(seen.shapes[name], tensor.tensor_shape())) {
-    return invalid_argument(fmt::format("Expecting shape {} but got: {}", shape_to_string(seen.shapes[name]),
+  const instance_shapes::entry* known = seen.find(name);
+  if (known == nullptr) {
+    seen.add(name, size, tensor.tensor_shape());
+  } else if (known->size != size) {
+    return invalid_argument(fmt::format("Expecting tensor size: {} but got: {}", known->size, size));
+  } else if (!same_shape(known->shape, tensor.tensor_shape())) {
+    return invalid_argument(fmt::format("Expecting shape {} but got: {}", shape_to_string(known->shape),
                                         shape_to_string(tensor.tensor_shape())));
   }
   return {};
@@ -256,8 +302,10 @@ status fill_from_instances(const rapidjson::Value& instances, const input_map& i
         "tensorinfo_map");
   }
   const bool objects = is_element_object(instances[0]);
-  std::set<std::string> input_names;
-  for (const auto& [name, _] : inputs) input_names.insert(name);
+  std::set<std::string> input_names;  // what each object must name (not needed for a plain list)
+  if (objects) {
+    for (const auto& [name, _] : inputs) input_names.insert(name);
+  }
 
   tensors.clear();
   instance_shapes seen;
@@ -298,11 +346,12 @@ status fill_from_instances(const rapidjson::Value& instances, const input_map& i
   // Every instance is one row of the batch: shape = [count] + the instance's shape.
   for (auto& [name, tensor] : tensors) {
     tensor.set_dtype(inputs.at(name).dtype());
-    const TensorShapeProto instance_shape = seen.shapes.at(name);
+    const instance_shapes::entry* instance = seen.find(name);  // every tensor here came with one
+    if (instance == nullptr) return internal_error("no instance shape for input " + name);
     auto* shape = tensor.mutable_tensor_shape();
     shape->Clear();
     shape->add_dim()->set_size(count);
-    for (const auto& d : instance_shape.dim()) shape->add_dim()->set_size(d.size());
+    for (const auto& d : instance->shape.dim()) shape->add_dim()->set_size(d.size());
   }
   return {};
 }
@@ -383,8 +432,11 @@ status add_tensor_values(const TensorProto& tensor, int dim, writer_type& writer
   return {};
 }
 
-std::vector<const tensor_map::value_type*> sorted(const tensor_map& tensors) {
-  std::vector<const tensor_map::value_type*> entries;
+// Up to four outputs without the heap (a Predict answer has one or a few).
+using sorted_entries = boost::container::small_vector<const tensor_map::value_type*, 4>;
+
+sorted_entries sorted(const tensor_map& tensors) {
+  sorted_entries entries;
   entries.reserve(tensors.size());
   for (const auto& entry : tensors) entries.push_back(&entry);
   std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->first < b->first; });
@@ -394,7 +446,7 @@ std::vector<const tensor_map::value_type*> sorted(const tensor_map& tensors) {
 status make_row_json(const tensor_map& tensors, std::string& json) {
   const auto entries = sorted(tensors);
   std::int64_t batch_size = 0;
-  std::map<std::string, int> offsets;
+  boost::container::small_vector<int, 4> offsets(entries.size(), 0);  // next value of entries[i]
   for (const auto* entry : entries) {
     const auto& [name, tensor] = *entry;
     if (tensor.tensor_shape().dim_size() == 0) {
@@ -407,10 +459,11 @@ status make_row_json(const tensor_map& tensors, std::string& json) {
           fmt::format("Tensor name: {} has inconsistent batch size: {} expecting: {}", name, size, batch_size));
     }
     batch_size = size;
-    offsets[name] = 0;
   }
-  rapidjson::StringBuffer buffer;
-  writer_type writer(buffer);
+  json.clear();
+  json.reserve(128);  // a small answer in one allocation (growing from empty took two)
+  json_writer out(json);
+  writer_type& writer = out.writer;
   writer.StartObject();
   writer.Key(predictions_key);
   writer.StartArray();
@@ -418,22 +471,23 @@ status make_row_json(const tensor_map& tensors, std::string& json) {
   for (std::int64_t item = 0; item < batch_size; ++item) {
     if (objects) writer.StartObject();
     writer.SetFormatOptions(rapidjson::kFormatSingleLineArray);
-    for (const auto* entry : entries) {
-      if (objects) writer.Key(entry->first.c_str());
-      if (status s = add_tensor_values(entry->second, 1, writer, offsets[entry->first]); !s.ok()) return s;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      if (objects) writer.Key(entries[i]->first.c_str());
+      if (status s = add_tensor_values(entries[i]->second, 1, writer, offsets[i]); !s.ok()) return s;
     }
     writer.SetFormatOptions(rapidjson::kFormatDefault);
     if (objects) writer.EndObject();
   }
   writer.EndArray();
   writer.EndObject();
-  json.assign(buffer.GetString(), buffer.GetSize());
   return {};
 }
 
 status make_columnar_json(const tensor_map& tensors, std::string& json) {
-  rapidjson::StringBuffer buffer;
-  writer_type writer(buffer);
+  json.clear();
+  json.reserve(128);  // a small answer in one allocation (growing from empty took two)
+  json_writer out(json);
+  writer_type& writer = out.writer;
   writer.StartObject();
   writer.Key(outputs_key);
   const bool objects = tensors.size() > 1;
@@ -445,7 +499,6 @@ status make_columnar_json(const tensor_map& tensors, std::string& json) {
   }
   if (objects) writer.EndObject();
   writer.EndObject();
-  json.assign(buffer.GetString(), buffer.GetSize());
   return {};
 }
 
@@ -536,13 +589,13 @@ status make_json_from_tensors(const tensor_map& outputs, json_format format, std
 
 std::string make_json_error(std::string_view message) {
   const std::string text = valid_utf8(message);
-  rapidjson::StringBuffer buffer;
-  writer_type writer(buffer);
-  writer.StartObject();
-  writer.Key("error");
-  writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
-  writer.EndObject();
-  return {buffer.GetString(), buffer.GetSize()};
+  std::string json;
+  json_writer out(json);
+  out.writer.StartObject();
+  out.writer.Key("error");
+  out.writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  out.writer.EndObject();
+  return json;
 }
 
 std::string valid_utf8(std::string_view text) {

@@ -32,7 +32,8 @@ status fill_predict_request_from_json(std::string_view json, const input_map_loo
                                       tensorflow::serving::PredictRequest& request, json_format& format);
 
 // The JSON answer for Predict outputs (row form: "predictions", columnar: "outputs"; with
-// one output its name is left out). Output names are written in sorted order.
+// one output its name is left out). Output names are written in sorted order. `json` is
+// replaced; after an error it may hold part of an answer.
 status make_json_from_tensors(const google::protobuf::Map<std::string, tensorflow::TensorProto>& outputs,
                               json_format format, std::string& json);
 

@@ -5,6 +5,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <iterator>
 #include <set>
 
 namespace celsius::serving {
@@ -85,7 +86,10 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
   target.model = s.model.get();
   target.model_name = s.name;
   target.as_content = as_content;
-  std::string key = out.signature_key + "|";
+  std::string key;
+  key.reserve(128);  // one allocation for the usual key (appending grew it two or three times)
+  key += out.signature_key;
+  key += '|';
   // Inputs in alias order (bound_signature's maps are ordered).
   for (const auto& [alias, binding] : out.signature->inputs) {
     const tensorflow::TensorProto& proto = request.inputs().at(alias);
@@ -104,8 +108,8 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
       } else if (task->rows != shape.dims[0]) {
         return invalid_argument("Batching Run() input tensors must have equal 0th-dimension size");
       }
-      key += fmt::format("{}:{}:", alias, static_cast<int>(proto.dtype()));
-      for (std::size_t d = 1; d < shape.dims.size(); ++d) key += fmt::format("{},", shape.dims[d]);
+      fmt::format_to(std::back_inserter(key), "{}:{}:", alias, static_cast<int>(proto.dtype()));
+      for (std::size_t d = 1; d < shape.dims.size(); ++d) fmt::format_to(std::back_inserter(key), "{},", shape.dims[d]);
       key += ';';
     }
     target.inputs.push_back(&binding);
@@ -131,7 +135,10 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
   }
   std::sort(outputs.begin(), outputs.end(), [](auto* a, auto* b) { return a->alias < b->alias; });
   key += "|";
-  for (const auto* o : outputs) key += o->alias + ",";
+  for (const auto* o : outputs) {
+    key += o->alias;
+    key += ',';
+  }
   target.outputs = std::move(outputs);
   task->response = &response;
   out.task = std::move(task);
@@ -206,7 +213,7 @@ status predictor::run_unbatched(const PredictRequest& request, PredictResponse& 
 }
 
 void predictor::run(const PredictRequest& request, PredictResponse& response, predict_context context,
-                    const std::function<void(status)>& done) {
+                    std::function<void(status)> done) {
   if (batching_ == nullptr) return done(run_unbatched(request, response, context));
   servable_handle handle;
   if (status s = models_.handle(request.model_spec(), handle); !s.ok()) return done(std::move(s));
@@ -224,8 +231,8 @@ void predictor::run(const PredictRequest& request, PredictResponse& response, pr
     if (!slot) slot = std::make_shared<batch_queue>(std::move(call.target));
     queue = slot;
   }
-  call.task->done = done;  // copied: a refused task is answered here
-  if (status s = batching_->schedule(queue, std::move(call.task)); !s.ok()) done(std::move(s));
+  call.task->done = std::move(done);
+  if (status s = batching_->schedule(queue, call.task); !s.ok()) call.task->done(std::move(s));  // refused: still ours
 }
 
 status predictor::metadata(const tensorflow::serving::GetModelMetadataRequest& request,

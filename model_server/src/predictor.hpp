@@ -62,7 +62,7 @@ class predictor {
 
  private:
   void run(const tensorflow::serving::PredictRequest& request, tensorflow::serving::PredictResponse& response,
-           predict_context context, const std::function<void(status)>& done);
+           predict_context context, std::function<void(status)> done);
   status run_unbatched(const tensorflow::serving::PredictRequest& request,
                        tensorflow::serving::PredictResponse& response, const predict_context& context);
 

@@ -3,6 +3,9 @@
 #include "json_tensor.hpp"
 
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <algorithm>
 
 #include <cmath>
 #include <cstring>
@@ -182,6 +185,50 @@ TEST(json_answer, row_and_columnar_layouts) {
   ASSERT_TRUE(make_json_from_tensors(outputs, json_format::row, json).ok());
   EXPECT_NE(json.find(R"("celsius": 0.0)"), std::string::npos) << json;
   EXPECT_NE(json.find(R"("kelvin": 100.0)"), std::string::npos) << json;
+}
+
+TEST(json_answer, the_string_is_replaced_not_appended_to) {
+  google::protobuf::Map<std::string, tensorflow::TensorProto> outputs;
+  auto& t = outputs["celsius"];
+  t.set_dtype(tensorflow::DT_DOUBLE);
+  t.mutable_tensor_shape()->add_dim()->set_size(1);
+  t.add_double_val(37.0);
+  for (const json_format format : {json_format::row, json_format::columnar}) {
+    std::string json = "an earlier answer";
+    ASSERT_TRUE(make_json_from_tensors(outputs, format, json).ok());
+    EXPECT_EQ(json.rfind("{", 0), 0u) << json;
+  }
+}
+
+// Nesting past the writer's first stack buffer (about 30 levels) and more outputs than the
+// answer's first sorting buffer (4) still give every value, in order, as valid JSON.
+TEST(json_answer, deep_tensors_and_many_outputs) {
+  google::protobuf::Map<std::string, tensorflow::TensorProto> outputs;
+  const std::vector<std::string> names = {"f", "e", "d", "c", "b", "a"};
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto& t = outputs[names[i]];
+    t.set_dtype(tensorflow::DT_INT64);
+    for (int d = 0; d < 40; ++d) t.mutable_tensor_shape()->add_dim()->set_size(1);
+    t.add_int64_val(static_cast<std::int64_t>(i) + 100);
+  }
+  for (const json_format format : {json_format::row, json_format::columnar}) {
+    std::string json;
+    ASSERT_TRUE(make_json_from_tensors(outputs, format, json).ok());
+    rapidjson::Document doc;
+    ASSERT_FALSE(doc.Parse(json.c_str()).HasParseError()) << json;
+    // row: "predictions" [ one instance { name: 39 arrays } ]; columnar: "outputs" { name: 40 arrays }
+    const auto count = [&](char c) { return std::count(json.begin(), json.end(), c); };
+    EXPECT_EQ(count('['), static_cast<long>(names.size() * (format == json_format::row ? 39 : 40) +
+                                            (format == json_format::row ? 1 : 0)));
+    std::size_t last = 0;
+    for (std::size_t i = names.size(); i-- > 0;) {  // "a" (105) first: names are sorted
+      const auto at = json.find("\"" + names[i] + "\"");
+      ASSERT_NE(at, std::string::npos) << json;
+      EXPECT_GT(at, last);
+      last = at;
+      EXPECT_NE(json.find(std::to_string(100 + i)), std::string::npos);
+    }
+  }
 }
 
 TEST(json_answer, scalar_outputs_cannot_be_rows) {
