@@ -293,9 +293,9 @@ class Probe:
 def test_5_model_server_pod_deleted_under_load():
     """The model server's only pod is deleted under mixed Locust load; probes from the host
     (a new connection each, every 100 ms) follow both paths until the model path has answered
-    200 for 5 s again. The new pod needs tens of seconds to load the model (the stand-in
-    imports TensorFlow), and the service then has to resolve the headless Service's name again
-    to find its new address."""
+    200 for 5 s again. The new pod has to start and load the SavedModel (celsius-model-server;
+    about 8 s in all on this project's machine), and the service then has to resolve the
+    headless Service's name again to find its new address."""
     port = node_port()
     run = locust_run("locust", "", 16, "150s")
     native, model = Probe("/convert", port), Probe("/convert/model", port)
