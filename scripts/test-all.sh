@@ -32,10 +32,12 @@ stages=("$@")
 log="$(mktemp)"
 cluster_started=0
 cluster_build_pid=""
+tools_pid=""
 cleanup() {
-  rm -f "$log" "$log.tidy" "$log.cluster-build"
-  # The background build is its own process group (setsid): the Go compilers go with it.
+  rm -f "$log" "$log.tidy" "$log.cluster-build" "$log.tools"
+  # The background builds are process groups of their own (setsid): the Go compilers go with them.
   [[ -z "$cluster_build_pid" ]] || kill -- "-$cluster_build_pid" 2>/dev/null || true
+  [[ -z "$tools_pid" ]] || kill -- "-$tools_pid" 2>/dev/null || true
   if ((cluster_started)); then "$root/scripts/cluster.sh" down || true; fi
 }
 trap cleanup EXIT
@@ -58,13 +60,33 @@ if [[ " ${stages[*]} " == *" cpp "* || " ${stages[*]} " == *" python "* ]]; then
 fi
 bin="$("$root/scripts/python-env.sh" "${requirements[@]}")"
 
-# The cluster's Go builds take many minutes on a fresh machine (cached afterwards): with other
-# stages to run first, they start now, at the lowest priority, on the CPU those stages leave
-# idle (waits, downloads, single-threaded steps); the cluster stage waits for them.
-if [[ " ${stages[*]} " == *" cluster "* && "${stages[0]}" != cluster ]]; then
+# The Go builds take minutes on a fresh machine (cached afterwards): the cluster's binaries
+# (many minutes) and the Go-built tools (helm, kubeconform, kube-score, actionlint, vegeta;
+# about 2 min of both CPUs). With other stages to run first, they start now, at the lowest
+# priority, on the CPU those stages leave idle (waits, downloads, single-threaded steps); the
+# stages that use them wait for them. One Go toolchain first (go-env.sh fetches it if missing),
+# so the two builds do not both fetch it.
+has() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+cluster_in_background=0 tools_in_background=0
+if has cluster && [[ "${stages[0]}" != cluster ]]; then cluster_in_background=1; fi
+if [[ "${stages[0]}" == cpp ]] && { has python || has charts; }; then tools_in_background=1; fi
+if ((cluster_in_background || tools_in_background)); then "$root/scripts/go-env.sh" >/dev/null; fi
+if ((cluster_in_background)); then
   setsid nice -n 19 "$root/scripts/cluster.sh" build-binaries >"$log.cluster-build" 2>&1 </dev/null &
   cluster_build_pid=$!
 fi
+if ((tools_in_background)); then
+  setsid nice -n 19 "$root/scripts/install-tools.sh" >"$log.tools" 2>&1 </dev/null &
+  tools_pid=$!
+fi
+# Waits for the background tools build, if one runs; its failure ends the run with its log.
+wait_tools() {
+  [[ -n "$tools_pid" ]] || return 0
+  local code=0
+  wait "$tools_pid" || code=$?
+  tools_pid=""
+  ((code == 0)) || { cat "$log.tools"; echo "the background tools build failed ($code)" >&2; exit 1; }
+}
 
 # Configures, builds and runs ctest for one preset; the model-server tests must not skip.
 build_and_test() {
@@ -126,6 +148,7 @@ stage_cpp() {
 
 stage_python() {
   release_build >/dev/null  # the Python tests drive the real service
+  wait_tools
   "$root/scripts/install-tools.sh" vegeta >/dev/null  # the main job's sweep (go install, pinned)
   cd "$root"
   step "Python lint (ruff)"
@@ -151,6 +174,7 @@ stage_python() {
 stage_charts() {
   cd "$root"
   step "tools (helm, kubeconform, kube-score, actionlint; go install, pinned)"
+  wait_tools
   local tools
   tools="$("$root/scripts/install-tools.sh")"
   step "Helm charts: lint, rendered manifests, schema, kubeconform, kube-score"
