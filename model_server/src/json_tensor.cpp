@@ -39,9 +39,10 @@ using writer_type =
     rapidjson::PrettyWriter<string_output, rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::MemoryPoolAllocator<>>;
 
 // A pretty writer appending to `text` whose stack of nesting levels (16 bytes a level) starts
-// in a buffer inside this object, so writing a tensor of up to about 20 dimensions takes
-// nothing from the heap (deeper nesting takes RapidJSON's pool chunks from malloc). Given no
-// allocator, RapidJSON's writer would malloc its own (one allocation, and a 64 KiB chunk).
+// in a 512-byte buffer inside this object: 16 levels at first, grown in place to 24 (RapidJSON
+// grows a stack by half; the pool's chunk header takes 24 bytes), so a tensor of up to about
+// 22 dimensions is written without the heap; deeper nesting takes a 64 KiB chunk from malloc.
+// Given no allocator, RapidJSON's writer would malloc its own (one allocation, and a chunk).
 class json_writer {
  public:
   explicit json_writer(std::string& text) : out_{text}, writer(out_, &pool_, 16) {}
@@ -250,7 +251,8 @@ status fill_tensor_proto(const rapidjson::Value& value, int level, tensorflow::D
 }
 
 // The size and shape of each input's first instance, which every later instance must match.
-// Most requests have one or two inputs: their entries need no heap.
+// Most requests have one or two inputs: their entries need no heap of their own (copying a
+// non-scalar instance's shape still allocates its dimensions).
 class instance_shapes {
  public:
   struct entry {

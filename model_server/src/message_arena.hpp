@@ -34,9 +34,9 @@ class message_arena_pool {
   struct release {
     void operator()(message_arena* a) const {
       a->arena.Reset();
-      auto& free = free_list();
-      if (free.size() < kept) {
-        free.emplace_back(a);
+      auto& kept_here = free_list();
+      if (kept_here.size() < kept) {
+        kept_here.emplace_back(a);
       } else {
         delete a;
       }
@@ -44,16 +44,19 @@ class message_arena_pool {
   };
   using handle = std::unique_ptr<message_arena, release>;
 
+  // The most recently released arena of this thread, else a new one.
   static handle acquire() {
-    auto& free = free_list();
-    if (free.empty()) return handle(new message_arena);  // default-initialized: no 4 KiB memset
-    handle a(free.back().release());
-    free.pop_back();
+    auto& kept_here = free_list();
+    if (kept_here.empty()) return handle(new message_arena);  // default-initialized: no 4 KiB memset
+    handle a(kept_here.back().release());
+    kept_here.pop_back();
     return a;
   }
+  // How many arenas this thread keeps for reuse now (at most `kept`).
+  static std::size_t pooled() { return free_list().size(); }
+  static constexpr std::size_t kept = 64;
 
  private:
-  static constexpr std::size_t kept = 64;
   static std::vector<std::unique_ptr<message_arena>>& free_list() {
     thread_local std::vector<std::unique_ptr<message_arena>> free;
     return free;

@@ -137,10 +137,11 @@ rest_task<rest_reply> rest_api::handle(std::string_view method, std::string_view
 
 rest_task<rest_reply> rest_api::predict(const rest_path& path, std::string_view body) const {
   // The request and response on one protobuf arena with a first block of 4 KiB: a small
-  // Predict takes no allocation for its messages instead of one per string, map entry and
-  // repeated field. The arena comes from this loop thread's pool (the coroutine resumes on
-  // it). (Not in the coroutine frame: GCC's frames do not keep the alignment protobuf checks
-  // for an initial block.)
+  // unbatched Predict takes no allocation for its messages instead of one per string, map
+  // entry and repeated field (with batching, the batch thread writing the outputs takes a block
+  // of its own: protobuf arenas keep one per thread). The arena comes from this loop thread's
+  // pool (the coroutine resumes on it). (Not in the coroutine frame: GCC's frames do not keep
+  // the alignment protobuf checks for an initial block.)
   const message_arena_pool::handle arena = message_arena_pool::acquire();
   auto& request = *google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictRequest>(&arena->arena);
   model_spec_from(path, *request.mutable_model_spec());

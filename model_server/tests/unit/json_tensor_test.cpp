@@ -200,7 +200,7 @@ TEST(json_answer, the_string_is_replaced_not_appended_to) {
   }
 }
 
-// Nesting past the writer's first stack buffer (about 30 levels) and more outputs than the
+// Nesting past the writer's first stack buffer (24 levels) and more outputs than the
 // answer's first sorting buffer (4) still give every value, in order, as valid JSON.
 TEST(json_answer, deep_tensors_and_many_outputs) {
   google::protobuf::Map<std::string, tensorflow::TensorProto> outputs;
