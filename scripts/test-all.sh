@@ -194,6 +194,7 @@ stage_images() {
 
 stage_cluster() {
   cd "$root"
+  wait_tools  # cluster.sh installs helm too: never two install-tools.sh runs at once
   local started=$SECONDS version
   version="$(sed -nE 's/^project\(celsius VERSION ([0-9.]+).*/\1/p' "$root/CMakeLists.txt")"
   step "cluster: Kubernetes v1.34 binaries, metrics-server, CoreDNS, Helm (built once per machine, cached)"
