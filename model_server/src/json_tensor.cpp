@@ -43,9 +43,14 @@ using writer_type =
 // grows a stack by half; the pool's chunk header takes 24 bytes), so a tensor of up to about
 // 22 dimensions is written without the heap; deeper nesting takes a 64 KiB chunk from malloc.
 // Given no allocator, RapidJSON's writer would malloc its own (one allocation, and a chunk).
+// `text` is replaced: emptied, with room for a small answer in one allocation (growing from
+// empty took two).
 class json_writer {
  public:
-  explicit json_writer(std::string& text) : out_{text}, writer(out_, &pool_, 16) {}
+  explicit json_writer(std::string& text) : out_{text}, writer(out_, &pool_, 16) {
+    text.clear();
+    text.reserve(128);
+  }
   json_writer(const json_writer&) = delete;
   json_writer& operator=(const json_writer&) = delete;
 
@@ -462,8 +467,6 @@ status make_row_json(const tensor_map& tensors, std::string& json) {
     }
     batch_size = size;
   }
-  json.clear();
-  json.reserve(128);  // a small answer in one allocation (growing from empty took two)
   json_writer out(json);
   writer_type& writer = out.writer;
   writer.StartObject();
@@ -486,8 +489,6 @@ status make_row_json(const tensor_map& tensors, std::string& json) {
 }
 
 status make_columnar_json(const tensor_map& tensors, std::string& json) {
-  json.clear();
-  json.reserve(128);  // a small answer in one allocation (growing from empty took two)
   json_writer out(json);
   writer_type& writer = out.writer;
   writer.StartObject();

@@ -38,7 +38,7 @@ struct prepared {
   const bound_signature* signature = nullptr;
   run_target target;
   std::unique_ptr<run_task> task;
-  std::string batch_key;
+  std::string batch_key;  // empty unless batching
 };
 
 status prepare(const servable& s, const PredictRequest& request, PredictResponse& response, bool batching,
@@ -86,10 +86,12 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
   target.model = s.model.get();
   target.model_name = s.name;
   target.as_content = as_content;
-  std::string key;
-  key.reserve(128);  // one allocation for the usual key (appending grew it two or three times)
-  key += out.signature_key;
-  key += '|';
+  std::string key;  // the batch queue's key: built only when batching
+  if (batching) {
+    key.reserve(128);  // one allocation for the usual key (appending grew it two or three times)
+    key += out.signature_key;
+    key += '|';
+  }
   // Inputs in alias order (bound_signature's maps are ordered).
   for (const auto& [alias, binding] : out.signature->inputs) {
     const tensorflow::TensorProto& proto = request.inputs().at(alias);
@@ -134,10 +136,12 @@ status prepare(const servable& s, const PredictRequest& request, PredictResponse
     for (const auto& [alias, binding] : out.signature->outputs) outputs.push_back(&binding);
   }
   std::sort(outputs.begin(), outputs.end(), [](auto* a, auto* b) { return a->alias < b->alias; });
-  key += "|";
-  for (const auto* o : outputs) {
-    key += o->alias;
-    key += ',';
+  if (batching) {
+    key += '|';
+    for (const auto* o : outputs) {
+      key += o->alias;
+      key += ',';
+    }
   }
   target.outputs = std::move(outputs);
   task->response = &response;
