@@ -201,6 +201,15 @@ void predictor::predict(const PredictRequest& request, PredictResponse& response
   });
 }
 
+void predictor::after_reply_delay(std::function<void()> then) {
+  if (settings_.reply_delay.count() == 0) {
+    then();
+    return;
+  }
+  auto timer = std::make_shared<boost::asio::steady_timer>(*timers_, settings_.reply_delay);
+  timer->async_wait([timer, then = std::move(then)](auto) { then(); });
+}
+
 status predictor::run_unbatched(const PredictRequest& request, PredictResponse& response,
                                 const predict_context& context) {
   servable_handle handle;

@@ -57,6 +57,11 @@ class predictor {
   status signature_inputs(const tensorflow::serving::ModelSpec& spec, const std::string& signature_name,
                           servable_handle& keep, const input_map*& inputs) const;
 
+  // Calls `then` after --celsius_reply_delay_ms on the timer thread, or at once when there is
+  // no delay: for answers decided before predict() (the REST front end's request parsing and
+  // signature lookup), so that every Predict answer, errors too, comes that late.
+  void after_reply_delay(std::function<void()> then);
+
   // Stops the reply-delay timers (answers still waiting are sent first).
   void stop();
 

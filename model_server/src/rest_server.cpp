@@ -84,6 +84,28 @@ auto async_predict(predictor& p, const tensorflow::serving::PredictRequest& requ
       token);
 }
 
+// Completes on the session's loop after the predictor's reply delay (the test aid).
+template <typename Token>
+auto async_reply_delay(predictor& p, const rest_executor& ex, Token&& token) {
+  return asio::async_initiate<Token, void()>(
+      [&p, ex](auto handler) {
+        struct pending {
+          decltype(handler) resume;
+          asio::executor_work_guard<rest_executor> work;
+        };
+        auto state = std::make_shared<pending>(pending{std::move(handler), asio::make_work_guard(ex)});
+        p.after_reply_delay([state] {
+          const rest_executor loop = state->work.get_executor();
+          asio::post(loop, [state]() mutable {
+            auto resume = std::move(state->resume);
+            state->work.reset();
+            resume();
+          });
+        });
+      },
+      token);
+}
+
 std::string_view http_date() {
   thread_local std::time_t cached = 0;
   thread_local std::array<char, 32> text{};
@@ -146,12 +168,20 @@ rest_task<rest_reply> rest_api::predict(const rest_path& path, std::string_view 
   auto& request = *google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictRequest>(&arena->arena);
   model_spec_from(path, *request.mutable_model_spec());
   json_format format = json_format::row;
+  status parsed;
   {
     servable_handle keep;
     const auto lookup = [&](const std::string& signature, const input_map*& inputs) {
       return predictor_.signature_inputs(request.model_spec(), signature, keep, inputs);
     };
-    if (status s = fill_predict_request_from_json(body, lookup, request, format); !s.ok()) co_return error_reply(s);
+    parsed = fill_predict_request_from_json(body, lookup, request, format);
+  }
+  if (!parsed.ok()) {
+    if (!predictor_.synchronous()) {  // batching or a reply delay: the answer may wait for the delay
+      const rest_executor ex = co_await asio::this_coro::executor;
+      co_await async_reply_delay(predictor_, ex, use_task);
+    }
+    co_return error_reply(parsed);
   }
   auto& response = *google::protobuf::Arena::CreateMessage<tensorflow::serving::PredictResponse>(&arena->arena);
   predict_context context;

@@ -346,6 +346,21 @@ def test_slow_model_server_hits_the_client_deadline(model_base, start):
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.parametrize("path,payload,status", [
+    ("/v1/models/nope:predict", {"instances": [1]}, 404),  # the REST front end's servable lookup
+    ("/v1/models/f2c:predict", b"{", 400),  # the REST front end's JSON parsing
+    ("/v1/models/f2c:predict", {"instances": [1]}, 200),
+])
+def test_reply_delay_holds_every_rest_predict_answer_errors_too(model_base, start, path, payload, status):
+    """--celsius_reply_delay_ms: "every Predict answers that late", also those that fail before
+    the predictor runs (a test of the celsius service merges failing calls behind a slow one).
+    Only a lower bound on the time: a busy machine makes answers later, never earlier."""
+    slow = start(model_base, "--celsius_reply_delay_ms", "600")
+    started = time.monotonic()
+    assert slow.rest_json("POST", path, payload)[0] == status
+    assert time.monotonic() - started >= 0.6
+
+
 def test_malformed_replies_option_breaks_both_protocols(model_base, start):
     broken = start(model_base, "--celsius_malformed_replies")
     status, body = broken.predict({"instances": [32.0]})
