@@ -139,10 +139,17 @@ stage_cpp() {
   cmake --build --preset fuzz --target celsius-fuzz-request
   local corpus
   corpus="$(mktemp -d)"
-  build/fuzz/celsius-fuzz-request -max_total_time="${CELSIUS_FUZZ_SECONDS:-60}" -max_len=4096 \
-    -dict=server/tests/fuzz/http.dict -print_final_stats=1 "$corpus" server/tests/fuzz/corpus 2>&1 \
-    | grep -E "^Done|stat::number_of_executed_units"
-  rm -rf "$corpus"
+  # A finding is printed (the violated invariant, the input, saved as build/fuzz/crash-*) and fails the stage; add
+  # the input to server/tests/fuzz/corpus with a test of its right answer.
+  if ! build/fuzz/celsius-fuzz-request -max_total_time="${CELSIUS_FUZZ_SECONDS:-60}" -max_len=4096 \
+    -dict=server/tests/fuzz/http.dict -print_final_stats=1 -artifact_prefix=build/fuzz/ "$corpus" server/tests/fuzz/corpus \
+    >"$corpus.log" 2>&1; then
+    grep -E "invariant violated|ERROR: libFuzzer|^artifact_prefix|Test unit written|^Base64" "$corpus.log" >&2
+    rm -rf "$corpus" "$corpus.log"
+    return 1
+  fi
+  grep -E "^Done|stat::number_of_executed_units" "$corpus.log"
+  rm -rf "$corpus" "$corpus.log"
   fuzz_runs=1
 }
 

@@ -97,6 +97,13 @@ TEST_F(app_test, convert_model_without_a_model_server) {
   EXPECT_EQ(res.matched, route::convert_model);
   EXPECT_NE(res.body.find("model_not_configured"), std::string::npos);
   EXPECT_FALSE(res.model_call);
+  // The query form too (found by the fuzzer: '%2e400' is the valid number .400).
+  for (const char* method : {"GET", "HEAD"}) {
+    res = call(method, "/convert/model?fahrenheit=%2e400", {}, {});
+    EXPECT_EQ(res.status, 503u) << method;
+    EXPECT_NE(res.body.find("model_not_configured"), std::string::npos) << method;
+    EXPECT_EQ(call(method, "/convert?fahrenheit=%2e400", {}, {}).status, 200u) << method;
+  }
   // Validation first, exactly as /convert.
   for (const char* body : {R"({"fahrenheit": -460})", R"({"fahrenheit": [1, 2, 3, 4]})", "{", R"({"f": 1})"}) {
     const auto model = call("POST", "/convert/model", body);
