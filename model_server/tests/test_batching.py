@@ -105,9 +105,11 @@ def test_a_full_queue_is_refused_at_once(model_base, start, tmp_path):
     # queue full (max_enqueued_batches 1) and is refused without waiting.
     server = start(model_base, "--enable_batching", "--batching_parameters_file=" + batching_config(
         tmp_path, max_batch_size=10, batch_timeout_micros=3_000_000, max_enqueued_batches=1, num_batch_threads=1))
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    channel = server.channel()
+    grpc.channel_ready_future(channel).result(timeout=60)  # connected: the first call goes out at once
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     waiting = stub.Predict.future(predict_request([212.0]), timeout=60)
-    time.sleep(0.3)  # the first request is queued (it waits 3 s by configuration)
+    time.sleep(0.5)  # the first request is queued (it waits 3 s by configuration); margin for a busy machine
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as error:
         stub.Predict(predict_request([1.0] * 10), timeout=60)

@@ -377,10 +377,11 @@ def test_cors_headers(model_base, start):
 
 @pytest.mark.parametrize("extra", [[], ["--enable_batching"]], ids=["unbatched", "batched"])
 def test_sigterm_finishes_requests_in_flight_and_exits_zero(model_base, extra):
-    # The delay answers each call from another thread 700 ms later (gRPC: after its handler
-    # has returned), so SIGTERM at 300 ms finds both calls in flight.
-    server = ModelServer(model_base, "--celsius_reply_delay_ms", "700", *extra)
+    # The delay answers each call from another thread 2 s later (gRPC: after its handler
+    # has returned), so SIGTERM at 1 s finds both calls in flight (1 s: room for a busy machine).
+    server = ModelServer(model_base, "--celsius_reply_delay_ms", "2000", *extra)
     channel = server.channel()
+    grpc.channel_ready_future(channel).result(timeout=60)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     results = {}
 
@@ -393,7 +394,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_zero(model_base, extra):
     threads = [threading.Thread(target=rest), threading.Thread(target=grpc_call)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)
+    time.sleep(1.0)
     server.proc.send_signal(15)
     for thread in threads:
         thread.join(timeout=30)
