@@ -144,7 +144,8 @@ stage_cpp() {
   if ! build/fuzz/celsius-fuzz-request -max_total_time="${CELSIUS_FUZZ_SECONDS:-60}" -max_len=4096 \
     -dict=server/tests/fuzz/http.dict -print_final_stats=1 -artifact_prefix=build/fuzz/ "$corpus" server/tests/fuzz/corpus \
     >"$corpus.log" 2>&1; then
-    grep -E "invariant violated|ERROR: libFuzzer|^artifact_prefix|Test unit written|^Base64" "$corpus.log" >&2
+    grep -E "invariant violated|ERROR: |runtime error:|^SUMMARY:|Test unit written|^Base64" "$corpus.log" >&2 \
+      || tail -n 50 "$corpus.log" >&2  # failed before fuzzing (a flag, the dictionary) or killed
     rm -rf "$corpus" "$corpus.log"
     return 1
   fi

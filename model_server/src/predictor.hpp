@@ -43,6 +43,7 @@ class predictor {
   void predict(const tensorflow::serving::PredictRequest& request, tensorflow::serving::PredictResponse& response,
                predict_context context, std::function<void(status)> done);
   bool synchronous() const { return batching_ == nullptr && settings_.reply_delay.count() == 0; }
+  bool reply_delayed() const { return settings_.reply_delay.count() > 0; }  // --celsius_reply_delay_ms given
   // The synchronous case without a callback (the common path of both front ends).
   status predict_now(const tensorflow::serving::PredictRequest& request, tensorflow::serving::PredictResponse& response,
                      predict_context context);

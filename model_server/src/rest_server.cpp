@@ -177,7 +177,7 @@ rest_task<rest_reply> rest_api::predict(const rest_path& path, std::string_view 
     parsed = fill_predict_request_from_json(body, lookup, request, format);
   }
   if (!parsed.ok()) {
-    if (!predictor_.synchronous()) {  // batching or a reply delay: the answer may wait for the delay
+    if (predictor_.reply_delayed()) {
       const rest_executor ex = co_await asio::this_coro::executor;
       co_await async_reply_delay(predictor_, ex, use_task);
     }

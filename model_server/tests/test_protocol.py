@@ -395,6 +395,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_zero(model_base, extra):
     for thread in threads:
         thread.start()
     time.sleep(1.0)
+    assert not results, "both calls are still in flight when SIGTERM comes"
     server.proc.send_signal(15)
     for thread in threads:
         thread.join(timeout=30)
