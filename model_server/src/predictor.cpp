@@ -195,8 +195,7 @@ void predictor::predict(const PredictRequest& request, PredictResponse& response
     run(request, response, context, std::move(finish));
     return;
   }
-  auto timer = std::make_shared<boost::asio::steady_timer>(*timers_, settings_.reply_delay);
-  timer->async_wait([this, timer, &request, &response, context, finish = std::move(finish)](auto) mutable {
+  after_reply_delay([this, &request, &response, context, finish = std::move(finish)]() mutable {
     run(request, response, context, std::move(finish));
   });
 }

@@ -60,6 +60,26 @@ bool iequal_prefix(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && beast::iequals(text.substr(0, prefix.size()), prefix);
 }
 
+// A coroutine's completion handler made callable from any thread (a batch or timer thread):
+// calling it resumes the coroutine on the session's loop, which the work guard keeps running
+// meanwhile. Copyable, so it fits a std::function.
+template <typename... Args, typename Handler>
+auto resume_on_loop(Handler handler, const rest_executor& ex) {
+  struct pending {
+    Handler resume;
+    asio::executor_work_guard<rest_executor> work;
+  };
+  auto state = std::make_shared<pending>(pending{std::move(handler), asio::make_work_guard(ex)});
+  return [state](Args... args) {
+    const rest_executor loop = state->work.get_executor();
+    asio::post(loop, [state, ... args = std::move(args)]() mutable {
+      auto resume = std::move(state->resume);
+      state->work.reset();
+      resume(std::move(args)...);
+    });
+  };
+}
+
 // Completes on the session's loop: the predictor may answer from a batch or timer thread.
 template <typename Token>
 auto async_predict(predictor& p, const tensorflow::serving::PredictRequest& request,
@@ -67,19 +87,7 @@ auto async_predict(predictor& p, const tensorflow::serving::PredictRequest& requ
                    Token&& token) {
   return asio::async_initiate<Token, void(status)>(
       [&p, &request, &response, context, ex](auto handler) {
-        struct pending {
-          decltype(handler) resume;
-          asio::executor_work_guard<rest_executor> work;
-        };
-        auto state = std::make_shared<pending>(pending{std::move(handler), asio::make_work_guard(ex)});
-        p.predict(request, response, context, [state](status s) {
-          const rest_executor loop = state->work.get_executor();
-          asio::post(loop, [state, s = std::move(s)]() mutable {
-            auto resume = std::move(state->resume);
-            state->work.reset();
-            resume(std::move(s));
-          });
-        });
+        p.predict(request, response, context, resume_on_loop<status>(std::move(handler), ex));
       },
       token);
 }
@@ -88,22 +96,7 @@ auto async_predict(predictor& p, const tensorflow::serving::PredictRequest& requ
 template <typename Token>
 auto async_reply_delay(predictor& p, const rest_executor& ex, Token&& token) {
   return asio::async_initiate<Token, void()>(
-      [&p, ex](auto handler) {
-        struct pending {
-          decltype(handler) resume;
-          asio::executor_work_guard<rest_executor> work;
-        };
-        auto state = std::make_shared<pending>(pending{std::move(handler), asio::make_work_guard(ex)});
-        p.after_reply_delay([state] {
-          const rest_executor loop = state->work.get_executor();
-          asio::post(loop, [state]() mutable {
-            auto resume = std::move(state->resume);
-            state->work.reset();
-            resume();
-          });
-        });
-      },
-      token);
+      [&p, ex](auto handler) { p.after_reply_delay(resume_on_loop<>(std::move(handler), ex)); }, token);
 }
 
 std::string_view http_date() {
